@@ -9,7 +9,10 @@ SHARED_GLUE := $(abspath ../shared/data/glue)
 export SPD_DATA_DIR ?= $(if $(wildcard $(SHARED_GLUE)),$(SHARED_GLUE),)
 RUN_DIR ?= runs/mrpc-teacher
 
-.PHONY: install run test clean
+SPD := $(VENV)/bin/spd
+TEACHERS := ablations/results/teachers
+
+.PHONY: install run test teachers clean
 
 install: $(STAMP)
 
@@ -21,10 +24,19 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: install
-	$(VENV)/bin/spd finetune --task mrpc --output $(RUN_DIR) --resume-or-overwrite
+	$(SPD) finetune --task mrpc --output $(RUN_DIR)
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The teacher table in the README: default recipe; SST-2 (67k examples) capped at 1000 steps.
+teachers: install
+	$(SPD) finetune --task mrpc --output $(TEACHERS)/mrpc
+	$(SPD) finetune --task rte --output $(TEACHERS)/rte
+	$(SPD) finetune --task stsb --output $(TEACHERS)/stsb
+	$(SPD) finetune --task cola --output $(TEACHERS)/cola
+	$(SPD) finetune --task sst2 --output $(TEACHERS)/sst2 --set optim.max_steps=1000 --set eval_every=250
+	$(SPD) report $(TEACHERS)/mrpc $(TEACHERS)/rte $(TEACHERS)/stsb $(TEACHERS)/cola $(TEACHERS)/sst2
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,129 @@
+"""The `spd` command line. Bad input: one line on stderr, exit code 2, no traceback."""
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from spd.errors import SpdError, bad_value
+
+EXIT_BAD_INPUT = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but its usage errors are one line like every other spd refusal."""
+
+    def error(self, message):
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def data_dir_from(arg: str | None) -> Path | None:
+    """`--data-dir`, else `SPD_DATA_DIR`, else None (the Hugging Face hub)."""
+    value = arg if arg is not None else os.environ.get("SPD_DATA_DIR") or None
+    if value is None:
+        return None
+    path = Path(value)
+    if not path.is_dir():
+        source = "--data-dir" if arg is not None else "SPD_DATA_DIR"
+        raise bad_value(f"{source}: no such folder", value,
+                        "a folder holding <task>/{train,validation}.jsonl[.gz], or unset to use the hub")
+    return path
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", required=True, help="GLUE task: cola sst2 mrpc stsb qqp mnli qnli rte wnli")
+    p.add_argument("--data-dir", help="local GLUE folder <dir>/<task>/<split>.jsonl[.gz] "
+                   "(default: $SPD_DATA_DIR, else the hub dataset nyu-mll/glue)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="spd", description="Sparse Progressive Distillation research suite.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    ft = sub.add_parser("finetune", help="fine-tune a dense teacher on a GLUE task")
+    _add_common(ft)
+    ft.add_argument("--model", help="minilm (packaged default), a hub id or a local folder")
+    ft.add_argument("--output", required=True, help="run directory to write")
+    ft.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config field, e.g. optim.lr=3e-5 (repeatable)")
+    ft.add_argument("--overwrite", action="store_true",
+                    help="replace a run of another configuration in --output")
+
+    rp = sub.add_parser("report", help="print a Markdown table of finished runs' final.json")
+    rp.add_argument("runs", nargs="+", help="run directories")
+
+    ev = sub.add_parser("evaluate", help="print a model's GLUE dev metrics as JSON")
+    _add_common(ev)
+    ev.add_argument("--model", required=True, help="a run's model/ folder, a run folder or a hub id")
+    ev.add_argument("--batch-size", type=int, default=128)
+    ev.add_argument("--max-length", type=int, default=128)
+    return parser
+
+
+def cmd_finetune(args) -> int:
+    from spd.config import FinetuneConfig, apply_overrides
+    from spd.device import resolve_device
+    from spd.train import finetune
+
+    cfg = FinetuneConfig(task=args.task, **({"model": args.model} if args.model else {}))
+    cfg = apply_overrides(cfg, args.overrides)
+    data_dir, device = data_dir_from(args.data_dir), resolve_device(args.device)
+    final = finetune(cfg, Path(args.output), data_dir, device, overwrite=args.overwrite,
+                     command=["spd", *sys.argv[1:]])
+    metric = final["main_metric"]
+    print(f"{final['task']} dev {metric} {final['dev'][metric]:.4f} "
+          f"({final['steps']} steps, {final['wall_time_s']:.0f} s); results in {args.output}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from spd.config import DataConfig
+    from spd.device import resolve_device
+    from spd.train import evaluate_dev, load_task_data
+    from spd.models import load_classifier, load_tokenizer
+    from spd.tasks import get_task
+
+    task = get_task(args.task)
+    DataConfig(max_length=args.max_length, eval_batch_size=args.batch_size)  # validates both
+    model_dir = Path(args.model)
+    if (model_dir / "model").is_dir():  # a run folder: evaluate the model it saved
+        model_dir = model_dir / "model"
+    name = str(model_dir) if model_dir.exists() else args.model
+    data_dir, device = data_dir_from(args.data_dir), resolve_device(args.device)
+    tokenizer = load_tokenizer(name)
+    td = load_task_data(task, tokenizer, data_dir, args.max_length, train_eval_size=0)
+    model = load_classifier(name, task).to(device)
+    print(json.dumps({"task": task.name, "model": args.model,
+                      "dev": evaluate_dev(model, td, device, args.batch_size)}, indent=2))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from spd.report import load_finals, runs_table
+
+    print(runs_table(load_finals([Path(r) for r in args.runs])), end="")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="spd: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+        return {"finetune": cmd_finetune, "evaluate": cmd_evaluate,
+                "report": cmd_report}[args.command](args)
+    except SpdError as e:
+        print(f"spd: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("spd: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Run directories that describe themselves, written atomically (temporary file, then rename)."""
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from spd.errors import SpdError
+
+CONFIG, METRICS, FINAL, MODEL = "config.json", "metrics.jsonl", "final.json", "model"
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, obj) -> None:
+    _atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    _atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+
+
+def read_json(path: Path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def save_model(model, tokenizer, run_dir: Path) -> Path:
+    """save_pretrained into a temporary folder, then swap it in as `model/`."""
+    final = Path(run_dir) / MODEL
+    tmp = Path(tempfile.mkdtemp(dir=run_dir, prefix=f"{MODEL}.tmp"))
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    return final
+
+
+def check_existing(run_dir: Path, config: dict, overwrite: bool) -> bool:
+    """Check `run_dir` before a run of `config`, changing nothing.
+
+    Returns True when it already holds a finished run of exactly this configuration (nothing to
+    do). A folder holding a run of another configuration is refused unless `overwrite`.
+    """
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise SpdError(f"--output {str(run_dir)!r} is a file; allowed: a new or a run folder")
+    existing = run_dir / CONFIG
+    if overwrite or not existing.is_file():
+        return False
+    try:
+        same = read_json(existing) == config
+    except (OSError, ValueError):
+        same = False
+    if not same:
+        raise SpdError(f"--output {str(run_dir)!r} holds a run with a different configuration; "
+                       f"allowed: a new folder, or --overwrite to replace it")
+    return (run_dir / FINAL).is_file()
+
+
+def start(run_dir: Path, config: dict) -> None:
+    """Create `run_dir` (clearing an earlier run's result files) and write `config.json`."""
+    run_dir = Path(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for name in (METRICS, FINAL):
+            (run_dir / name).unlink(missing_ok=True)
+        write_json(run_dir / CONFIG, config)
+    except OSError as e:
+        raise SpdError(f"--output {str(run_dir)!r} is not writable ({e.strerror}); "
+                       f"allowed: a folder you can write to") from None
+
+
+def check_writable(run_dir: Path) -> None:
+    """Fail early, before any work, if `run_dir` cannot be created or written."""
+    probe = Path(run_dir)
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise SpdError(f"--output {str(run_dir)!r} is not writable ({probe} does not accept "
+                       f"new files); allowed: a folder you can write to")
+
+
+def git_commit() -> dict:
+    """The commit of the checkout spd runs from, and whether it had uncommitted changes."""
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], check=True,
+                                capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+                               check=True, capture_output=True, text=True).stdout.strip() != ""
+        return {"git_commit": commit, "git_dirty": dirty}
+    except (OSError, subprocess.CalledProcessError):
+        return {"git_commit": None, "git_dirty": None}
+
+
+def environment(device_text: str) -> dict:
+    import torch
+    import transformers
+
+    from spd import __version__
+
+    return {"spd": __version__, "torch": torch.__version__,
+            "transformers": transformers.__version__, "python": platform.python_version(),
+            "platform": platform.platform(), "device": device_text, **git_commit()}

@@ -1,0 +1,193 @@
+"""Dense fine-tuning of a teacher: one readable, seeded training loop."""
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from spd import data, rundir
+from spd.config import FinetuneConfig, config_hash, to_dict
+from spd.device import autocast, describe
+from spd.errors import SpdError
+from spd.metrics import compute_metrics
+from spd.models import load_classifier, load_tokenizer, max_positions
+from spd.schedules import warmup_linear_decay
+from spd.tasks import Task, get_task
+
+log = logging.getLogger(__name__)
+
+# The train subset evaluated beside dev is the same for every seed, so gaps are comparable.
+TRAIN_SUBSET_SEED = 0
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class TaskData:
+    """A task's encoded splits and loaders; built once per run."""
+
+    task: Task
+    tokenizer: object
+    train: list
+    dev: dict  # dev split name -> encoded examples
+    train_subset: list
+    provenance: dict
+
+
+def load_task_data(task: Task, tokenizer, data_dir: Path | None, max_length: int,
+                   train_eval_size: int) -> TaskData:
+    splits = ["train", *task.dev_splits]
+    rows = {s: data.load_split(task, s, data_dir) for s in splits}
+    enc = {s: data.encode(r, task, tokenizer, max_length) for s, r in rows.items()}
+    g = torch.Generator().manual_seed(TRAIN_SUBSET_SEED)
+    subset_idx = torch.randperm(len(enc["train"]), generator=g)[:train_eval_size].tolist()
+    return TaskData(task, tokenizer, enc["train"], {s: enc[s] for s in task.dev_splits},
+                    [enc["train"][i] for i in sorted(subset_idx)],
+                    data.data_provenance(task, splits, data_dir))
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+@torch.no_grad()
+def evaluate(model, examples: list, task: Task, device, batch_size: int, pad_id: int,
+             suffix: str = "") -> dict:
+    """GLUE metrics and mean loss of `model` on encoded examples (eval mode, no dropout)."""
+    was_training = model.training
+    model.eval()
+    preds, labels, loss_sum = [], [], 0.0
+    for batch in data.make_loader(examples, batch_size, pad_id, shuffle=False,
+                                  pin_memory=device.type == "cuda"):
+        batch = to_device(batch, device)
+        with autocast(device):
+            out = model(**batch)
+        logits = out.logits.float()
+        loss_sum += out.loss.float().item() * len(batch["labels"])
+        preds.append(logits.squeeze(-1) if task.is_regression else logits.argmax(-1))
+        labels.append(batch["labels"])
+    model.train(was_training)
+    result = compute_metrics(task, torch.cat(preds).cpu().numpy(), torch.cat(labels).cpu().numpy(),
+                             suffix)
+    result[f"loss{suffix}"] = loss_sum / len(examples)
+    return result
+
+
+def evaluate_dev(model, td: TaskData, device, batch_size: int) -> dict:
+    out = {}
+    for split, suffix in td.task.dev_splits.items():
+        out.update(evaluate(model, td.dev[split], td.task, device, batch_size,
+                            td.tokenizer.pad_token_id, suffix))
+    return out
+
+
+def make_optimizer(model, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW; biases and LayerNorm weights get no weight decay."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim < 2 else decay).append(p)
+    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+
+
+def finetune(cfg: FinetuneConfig, out_dir: Path, data_dir: Path | None, device: torch.device,
+             overwrite: bool = False, command: list[str] | None = None) -> dict:
+    """Fine-tune `cfg.model` on `cfg.task` and write the run directory `out_dir`.
+
+    Returns the contents of `final.json`. A folder that already holds a finished run of the
+    same configuration is left as it is and its `final.json` returned.
+    """
+    task = get_task(cfg.task)
+    rundir.check_writable(out_dir)
+    config = to_dict(cfg)
+    if rundir.check_existing(out_dir, config, overwrite):
+        log.info("%s already holds a finished run of this configuration", out_dir)
+        return rundir.read_json(Path(out_dir) / rundir.FINAL)
+
+    seed_everything(cfg.seed)
+    tokenizer = load_tokenizer(cfg.model)
+    td = load_task_data(task, tokenizer, data_dir, cfg.data.max_length, cfg.data.train_eval_size)
+    model = load_classifier(cfg.model, task)
+    if cfg.data.max_length > max_positions(model):
+        raise SpdError(f"data.max_length: got {cfg.data.max_length}; allowed: at most "
+                       f"{max_positions(model)}, the model's max_position_embeddings")
+    rundir.start(out_dir, config)
+    model.to(device).train()
+
+    loader = data.make_loader(td.train, cfg.data.batch_size, tokenizer.pad_token_id,
+                              shuffle=True, seed=cfg.seed, pin_memory=device.type == "cuda")
+    total = len(loader) * cfg.optim.epochs
+    if cfg.optim.max_steps:
+        total = min(total, cfg.optim.max_steps)
+    warmup = round(cfg.optim.warmup_ratio * total)
+    eval_every = cfg.eval_every or len(loader)
+    optimizer = make_optimizer(model, cfg.optim.lr, cfg.optim.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: warmup_linear_decay(s, total, warmup))
+
+    log.info("fine-tuning %s on %s: %d train examples, %d steps, device %s",
+             cfg.model, task.name, len(td.train), total, describe(device))
+    records, best = [], None
+    start, step, running, n_running = time.perf_counter(), 0, 0.0, 0
+    bar = tqdm(total=total, desc=f"finetune {task.name}", unit="step", dynamic_ncols=True)
+    while step < total:
+        for batch in loader:
+            batch = to_device(batch, device)
+            with autocast(device):
+                loss = model(**batch).loss
+            if not math.isfinite(loss.item()):
+                raise SpdError(f"non-finite training loss {loss.item()} at step {step + 1}; "
+                               f"allowed: finite (lower optim.lr?)")
+            loss.backward()
+            if cfg.optim.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            running, n_running = running + loss.item(), n_running + 1
+            bar.update(1)
+            if step % eval_every == 0 or step == total:
+                rec = {"step": step, "epoch": step / len(loader),
+                       "lr": scheduler.get_last_lr()[0], "train_loss": running / n_running,
+                       "elapsed_s": time.perf_counter() - start,
+                       "dev": evaluate_dev(model, td, device, cfg.data.eval_batch_size)}
+                if td.train_subset:
+                    rec["train_subset"] = evaluate(model, td.train_subset, task, device,
+                                                   cfg.data.eval_batch_size, tokenizer.pad_token_id)
+                records.append(rec)
+                rundir.write_jsonl(Path(out_dir) / rundir.METRICS, records)
+                running, n_running = 0.0, 0
+                if best is None or rec["dev"][task.main_metric] > best["dev"][task.main_metric]:
+                    best = {"step": step, "dev": rec["dev"]}
+                bar.set_postfix({task.main_metric: f"{rec['dev'][task.main_metric]:.4f}"})
+                log.info("step %d/%d dev %s %.4f", step, total, task.main_metric,
+                         rec["dev"][task.main_metric])
+            if step == total:
+                break
+    bar.close()
+    wall = time.perf_counter() - start
+    rundir.save_model(model, tokenizer, out_dir)
+    final = {
+        "task": task.name, "model": cfg.model, "seed": cfg.seed, "config_hash": config_hash(cfg),
+        "steps": step, "epochs": step / len(loader), "wall_time_s": wall,
+        "main_metric": task.main_metric, "dev": records[-1]["dev"],
+        "best_dev_during_training": best,
+        "train_subset": records[-1].get("train_subset"),
+        "num_train_examples": len(td.train),
+        "num_dev_examples": {s: len(e) for s, e in td.dev.items()},
+        "data": td.provenance, "environment": rundir.environment(describe(device)),
+        "command": command,
+    }
+    rundir.write_json(Path(out_dir) / rundir.FINAL, final)
+    return final
