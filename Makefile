@@ -26,8 +26,10 @@ $(STAMP): pyproject.toml
 run: install
 	$(SPD) finetune --task mrpc --output $(RUN_DIR)
 
+# make reports any failing recipe as exit 2; PYTEST_EXIT_FILE (set by .ci/run) keeps pytest's own code.
 test: install
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_ARGS); code=$$?; \
+	if [ -n "$(PYTEST_EXIT_FILE)" ]; then echo $$code > "$(PYTEST_EXIT_FILE)"; fi; exit $$code
 
 # The teacher table in the README: default recipe; SST-2 (67k examples) capped at 1000 steps.
 teachers: install

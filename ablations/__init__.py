@@ -1,0 +1,1 @@
+"""Ablation grids, runner and tables. `results/teachers/` holds the teacher runs."""

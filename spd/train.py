@@ -2,6 +2,7 @@
 import logging
 import math
 import random
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,7 +140,9 @@ def finetune(cfg: FinetuneConfig, out_dir: Path, data_dir: Path | None, device: 
              cfg.model, task.name, len(td.train), total, describe(device))
     records, best = [], None
     start, step, running, n_running = time.perf_counter(), 0, 0.0, 0
-    bar = tqdm(total=total, desc=f"finetune {task.name}", unit="step", dynamic_ncols=True)
+    # In a log file (not a terminal) a bar line every 30 s is enough.
+    bar = tqdm(total=total, desc=f"finetune {task.name}", unit="step", dynamic_ncols=True,
+               mininterval=0.1 if sys.stderr.isatty() else 30)
     while step < total:
         for batch in loader:
             batch = to_device(batch, device)

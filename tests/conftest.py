@@ -36,3 +36,16 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     BertModel(config).save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+def _hypothesis_profiles():
+    """`HYPOTHESIS_PROFILE=ci`: 200 examples per property, derandomized; `dev` (default): fast."""
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile("dev", max_examples=30, deadline=None)
+    settings.register_profile("ci", max_examples=200, deadline=None, derandomize=True,
+                              print_blob=True, suppress_health_check=[HealthCheck.too_slow])
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+_hypothesis_profiles()

@@ -1,0 +1,1 @@
+"""The error bounds of progressive distillation and their numerical checks (coming next)."""

@@ -1,0 +1,154 @@
+"""`spd finetune / evaluate / report` end to end on a tiny random BERT, and bad input."""
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from spd.cli import main
+
+TINY = ["--set", "optim.max_steps=4", "--set", "eval_every=2", "--set", "data.max_length=64",
+        "--set", "data.train_eval_size=16", "--set", "data.batch_size=8"]
+
+
+def spd(*args, env=None):
+    """Run the real console entry point in a subprocess: exit code, stdout, stderr."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **(env or {})}
+    proc = subprocess.run([sys.executable, "-m", "spd", *map(str, args)], capture_output=True,
+                          text=True, env=env, timeout=300)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+@pytest.fixture(scope="module")
+def small_glue(glue_dir, tmp_path_factory):
+    """RTE cut to 40 train and 20 dev rows, so a tiny run evaluates in well under a second."""
+    out = tmp_path_factory.mktemp("glue")
+    for split, n in (("train", 40), ("validation", 20)):
+        with gzip.open(glue_dir / "rte" / f"{split}.jsonl.gz", "rt") as f:
+            lines = [next(f) for _ in range(n)]
+        (out / "rte").mkdir(exist_ok=True)
+        (out / "rte" / f"{split}.jsonl").write_text("".join(lines))
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_model_dir, small_glue, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "rte"
+    assert main(["finetune", "--task", "rte", "--model", str(tiny_model_dir),
+                 "--data-dir", str(small_glue), "--output", str(out), *TINY]) == 0
+    return out
+
+
+def test_run_directory_describes_itself(tiny_run):
+    assert {p.name for p in tiny_run.iterdir()} == {"model", "config.json", "metrics.jsonl", "final.json"}
+    assert (tiny_run / "model" / "config.json").is_file()
+    assert (tiny_run / "model" / "tokenizer.json").is_file()
+    config = json.loads((tiny_run / "config.json").read_text())
+    assert config["task"] == "rte" and config["optim"]["max_steps"] == 4
+    records = [json.loads(line) for line in (tiny_run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [2, 4]
+    assert all({"accuracy", "loss"} <= set(r["dev"]) and "accuracy" in r["train_subset"]
+               for r in records)
+    final = json.loads((tiny_run / "final.json").read_text())
+    assert final["steps"] == 4 and final["dev"] == records[-1]["dev"]
+    assert final["best_dev_during_training"]["dev"]["accuracy"] == max(
+        r["dev"]["accuracy"] for r in records)
+    assert final["data"]["train"]["sha256"] and final["config_hash"]
+    env = final["environment"]
+    assert {"torch", "transformers", "device", "git_commit"} <= set(env)
+    assert not list(tiny_run.glob("*.tmp")) and not list(tiny_run.glob(".*.tmp"))
+
+
+def test_same_seed_gives_bitwise_identical_results(tiny_run, tiny_model_dir, small_glue, tmp_path):
+    assert main(["finetune", "--task", "rte", "--model", str(tiny_model_dir), "--data-dir",
+                 str(small_glue), "--output", str(tmp_path / "again"), *TINY]) == 0
+    first = json.loads((tiny_run / "final.json").read_text())
+    again = json.loads((tmp_path / "again" / "final.json").read_text())
+    assert again["dev"] == first["dev"] and again["train_subset"] == first["train_subset"]
+
+
+def test_evaluate_reloads_the_saved_model(tiny_run, small_glue, capsys):
+    assert main(["evaluate", "--task", "rte", "--model", str(tiny_run), "--data-dir",
+                 str(small_glue), "--max-length", "64"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    final = json.loads((tiny_run / "final.json").read_text())
+    # Same weights, same data, eval mode: equal up to float summation order across batches.
+    for k, v in final["dev"].items():
+        assert printed["dev"][k] == pytest.approx(v, rel=1e-5)
+
+
+def test_finished_run_is_not_redone_and_other_configs_are_refused(tiny_run, tiny_model_dir,
+                                                                   small_glue, capsys):
+    before = (tiny_run / "final.json").stat().st_mtime_ns
+    args = ["finetune", "--task", "rte", "--model", str(tiny_model_dir), "--data-dir",
+            str(small_glue), "--output", str(tiny_run), *TINY]
+    assert main(args) == 0
+    assert (tiny_run / "final.json").stat().st_mtime_ns == before
+    assert main(args + ["--set", "seed=1"]) == 2
+    assert "different configuration" in capsys.readouterr().err
+
+
+def test_report_prints_a_table(tiny_run, capsys):
+    assert main(["report", str(tiny_run)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("| task |") and "| rte |" in out
+
+
+def test_regression_task_trains(tiny_model_dir, glue_dir, tmp_path):
+    small = tmp_path / "glue"
+    (small / "stsb").mkdir(parents=True)
+    for split in ("train", "validation"):
+        with gzip.open(glue_dir / "stsb" / f"{split}.jsonl.gz", "rt") as f:
+            (small / "stsb" / f"{split}.jsonl").write_text("".join(next(f) for _ in range(24)))
+    assert main(["finetune", "--task", "stsb", "--model", str(tiny_model_dir), "--data-dir",
+                 str(small), "--output", str(tmp_path / "run"), *TINY]) == 0
+    final = json.loads((tmp_path / "run" / "final.json").read_text())
+    assert set(final["dev"]) == {"pearson", "spearman", "loss"}
+
+
+@pytest.fixture()
+def broken_glue(small_glue, tmp_path):
+    out = tmp_path / "broken"
+    shutil.copytree(small_glue, out)
+    path = out / "rte" / "train.jsonl"
+    path.write_text(path.read_text() + '{"sentence1": "a", "sentence2": \n')
+    return out
+
+
+# name: (flags replacing the good ones, extra arguments after the good ones, expected message)
+BAD_INPUTS = {
+    "unknown task": ({"--task": "mnlii"}, [], "unknown task: got 'mnlii'"),
+    "negative learning rate": ({}, ["--set", "optim.lr=-1e-5"], "optim.lr: got -1e-05"),
+    "missing data folder": ({"--data-dir": "{tmp}/nowhere"}, [], "no such folder"),
+    "broken data line": ({"--data-dir": "{broken}"}, [], "train.jsonl:41: not valid JSON"),
+    "unknown --set key": ({}, ["--set", "optim.learning_rate=1"], "unknown --set key"),
+    "wrong --set type": ({}, ["--set", "seed=abc"], "seed: got 'abc'"),
+    "max length above the model's": ({}, ["--set", "data.max_length=512"], "at most 128"),
+    "unwritable output": ({"--output": "{tmp}/afile/run"}, [], "not writable"),
+    "unknown device": ({"--device": "tpu"}, [], "--device: got 'tpu'"),
+    "missing model folder": ({"--model": "{tmp}/nomodel"}, [], "cannot load a tokenizer"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_is_one_line_exit_2_and_leaves_nothing(case, tiny_model_dir, small_glue,
+                                                          broken_glue, tmp_path):
+    (tmp_path / "afile").write_text("")
+    replace, extra, expect = BAD_INPUTS[case]
+    out = tmp_path / "out"
+    flags = {"--task": "rte", "--model": str(tiny_model_dir), "--data-dir": str(small_glue),
+             "--output": str(out)}
+    flags |= {k: v.format(tmp=tmp_path, broken=broken_glue) for k, v in replace.items()}
+    code, _, stderr = spd("finetune", *[x for kv in flags.items() for x in kv], *TINY, *extra)
+    assert code == 2, stderr
+    assert expect in stderr
+    assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
+    assert not out.exists()
+
+
+def test_argparse_errors_are_one_line_too():
+    code, _, stderr = spd("finetune", "--task", "rte")
+    assert code == 2 and len(stderr.strip().splitlines()) == 1 and "--output" in stderr

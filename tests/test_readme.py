@@ -1,0 +1,24 @@
+"""The README documents what the code does: every config key, every command, the Quickstart."""
+from pathlib import Path
+
+from spd.cli import build_parser
+from spd.config import FinetuneConfig, _leaf_keys
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+
+
+def test_every_config_key_is_documented():
+    missing = [k for k in _leaf_keys(FinetuneConfig) if f"`{k}`" not in README]
+    assert not missing, f"README lacks config keys {missing}"
+
+
+def test_every_command_is_documented():
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    missing = [c for c in sub.choices if f"spd {c}" not in README]
+    assert not missing, f"README lacks commands {missing}"
+
+
+def test_quickstart_is_two_commands():
+    quick = README.split("## Quickstart", 1)[1].split("##", 1)[0]
+    block = quick.split("```", 2)[1].splitlines()
+    assert [line.strip() for line in block if line.strip()] == ["make run", "make test"]
