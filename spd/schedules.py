@@ -12,3 +12,30 @@ def warmup_linear_decay(step: int, total_steps: int, warmup_steps: int) -> float
     if step < warmup_steps:
         return step / warmup_steps
     return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+
+def cubic_sparsity(step: int, s_i: float, s_f: float, start: int, window: int,
+                   interval: int) -> float:
+    """Cubic sparsity schedule (Zhu and Gupta, 2017), changing only at update steps.
+
+    s(t) = s_f + (s_i - s_f) * (1 - (t' - t_0) / window)^3, where t' is the last update step
+    at or before t. Update steps are t_0, t_0 + dt, ... (below t_0 + window) and t_0 + window,
+    from which on the sparsity is exactly s_f. Before t_0 it is s_i. A window of 0 prunes to
+    s_f at t_0 in one shot.
+
+    Args:
+        step: the training step.
+        s_i: initial sparsity.
+        s_f: final (target) sparsity.
+        start: t_0, the first step of the pruning window.
+        window: length of the window in steps.
+        interval: dt, steps between mask updates (>= 1).
+    """
+    if step < start:
+        return s_i
+    if step >= start + window:
+        return s_f
+    last_update = start + (step - start) // interval * interval
+    frac = (last_update - start) / window
+    # The same formula, written so that frac = 0 gives s_i exactly.
+    return min(s_f, s_i + (s_f - s_i) * (1.0 - (1.0 - frac) ** 3))

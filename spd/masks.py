@@ -1,0 +1,56 @@
+"""Pruning masks as pure functions of scores and sparsity; applying them lives elsewhere.
+
+A mask keeps exactly `kept_count(n, s)` entries: the highest scores, ties broken towards the
+lower flat index, so the same scores always give the same mask.
+"""
+import math
+
+import torch
+
+
+def kept_count(n: int, sparsity: float) -> int:
+    """round(n * (1 - s)), halves rounded up (Python's `round` would round half to even)."""
+    return min(n, max(0, math.floor(n * (1.0 - sparsity) + 0.5)))
+
+
+def _topk_flat(scores: torch.Tensor, k: int) -> torch.Tensor:
+    # A stable descending sort keeps equal scores in index order: deterministic tie-breaking.
+    order = torch.argsort(scores.float() if scores.dtype == torch.bfloat16 else scores,
+                          descending=True, stable=True)
+    mask = torch.zeros(scores.numel(), dtype=torch.bool, device=scores.device)
+    mask[order[:k]] = True
+    return mask
+
+
+def topk_mask(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
+    """Boolean mask of `scores`' shape keeping the `kept_count` highest scores.
+
+    Args:
+        scores: importance of each weight (|w| for magnitude pruning).
+        sparsity: fraction to prune, in [0, 1).
+    """
+    k = kept_count(scores.numel(), sparsity)
+    return _topk_flat(scores.flatten(), k).view(scores.shape)
+
+
+def update_mask(old: torch.Tensor, scores: torch.Tensor, sparsity: float) -> torch.Tensor:
+    """A new mask at `sparsity` that never revives a weight `old` pruned (monotone).
+
+    Pruned weights score -inf, and the kept count never exceeds what `old` kept.
+    """
+    k = min(kept_count(scores.numel(), sparsity), int(old.sum()))
+    masked = scores.double().masked_fill(~old, -math.inf)
+    return _topk_flat(masked.flatten(), k).view(scores.shape)
+
+
+def global_masks(scores: dict[str, torch.Tensor], sparsity: float) -> dict[str, torch.Tensor]:
+    """One threshold over all matrices: exactly `kept_count` of all entries kept overall."""
+    names = list(scores)
+    flat = torch.cat([scores[n].double().flatten() for n in names])
+    mask = _topk_flat(flat, kept_count(flat.numel(), sparsity))
+    out, start = {}, 0
+    for n in names:
+        size = scores[n].numel()
+        out[n] = mask[start:start + size].view(scores[n].shape)
+        start += size
+    return out
