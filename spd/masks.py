@@ -43,11 +43,20 @@ def update_mask(old: torch.Tensor, scores: torch.Tensor, sparsity: float) -> tor
     return _topk_flat(masked.flatten(), k).view(scores.shape)
 
 
-def global_masks(scores: dict[str, torch.Tensor], sparsity: float) -> dict[str, torch.Tensor]:
-    """One threshold over all matrices: exactly `kept_count` of all entries kept overall."""
+def global_masks(scores: dict[str, torch.Tensor], sparsity: float,
+                 old: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """One threshold over all matrices: exactly `kept_count` of all entries kept overall.
+
+    With `old` masks the update is monotone, as in `update_mask`.
+    """
     names = list(scores)
     flat = torch.cat([scores[n].double().flatten() for n in names])
-    mask = _topk_flat(flat, kept_count(flat.numel(), sparsity))
+    k = kept_count(flat.numel(), sparsity)
+    if old is not None:
+        old_flat = torch.cat([old[n].flatten() for n in names])
+        flat = flat.masked_fill(~old_flat, -math.inf)
+        k = min(k, int(old_flat.sum()))
+    mask = _topk_flat(flat, k)
     out, start = {}, 0
     for n in names:
         size = scores[n].numel()
