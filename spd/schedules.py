@@ -39,3 +39,29 @@ def cubic_sparsity(step: int, s_i: float, s_f: float, start: int, window: int,
     frac = (last_update - start) / window
     # The same formula, written so that frac = 0 gives s_i exactly.
     return min(s_f, s_i + (s_f - s_i) * (1.0 - (1.0 - frac) ** 3))
+
+
+def constant_rate(step: int, p_0: float) -> float:
+    """Replacing probability p(t) = p_0 (the `official_readme` preset is this with p_0 = 0.8)."""
+    return p_0
+
+
+def linear_rate(step: int, p_0: float, k: float) -> float:
+    """BERT-of-Theseus curriculum: p(t) = min(1, p_0 + k t)."""
+    return min(1.0, p_0 + k * step)
+
+
+def three_stage_rate(step: int, p_0: float, prune_end: int, graft_end: int) -> float:
+    """The paper's schedule: p_0 while pruning, a linear ramp to 1 while grafting, then 1.
+
+    Args:
+        step: the training step.
+        p_0: replacing probability during the pruning stage.
+        prune_end: first step of the graft stage.
+        graft_end: first step of the final (pure student) stage.
+    """
+    if step < prune_end:
+        return p_0
+    if step >= graft_end:
+        return 1.0
+    return p_0 + (1.0 - p_0) * (step - prune_end) / (graft_end - prune_end)

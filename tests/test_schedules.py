@@ -46,3 +46,28 @@ def test_warmup_linear_decay_shape(total, data):
     assert peak == warmup
     assert all(b >= a for a, b in zip(vals[:peak], vals[1:peak + 1]))
     assert all(b <= a for a, b in zip(vals[peak:], vals[peak + 1:]))
+
+
+from spd.schedules import constant_rate, linear_rate, three_stage_rate  # noqa: E402
+
+probabilities = st.floats(0, 1)
+
+
+@given(probabilities, st.integers(0, 100), st.integers(0, 100), st.integers(0, 100))
+@example(0.5, 0, 0, 5)
+@example(0.0, 3, 1, 1)
+def test_three_stage_rate(p_0, prune, graft, final):
+    prune_end, graft_end = prune, prune + graft
+    vals = [three_stage_rate(t, p_0, prune_end, graft_end) for t in range(graft_end + final + 3)]
+    assert all(0 <= v <= 1 for v in vals)
+    assert all(b >= a for a, b in zip(vals, vals[1:]))
+    assert all(v == p_0 for v in vals[:prune_end])
+    assert all(v == 1.0 for v in vals[graft_end:])
+
+
+@given(probabilities, st.floats(0, 0.1), st.integers(0, 10 ** 6))
+def test_linear_and_constant_rates(p_0, k, step):
+    assert constant_rate(step, p_0) == p_0
+    p = linear_rate(step, p_0, k)
+    assert 0 <= p <= 1 and p >= p_0 - 1e-12 and linear_rate(step + 1, p_0, k) >= p
+    assert linear_rate(step, p_0, 0.0) == p_0

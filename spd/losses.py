@@ -1,0 +1,36 @@
+"""The SPD (TinyBERT-style) loss terms, as pure functions of model outputs.
+
+L = a_hid * sum_l MSE(H_S^l, H_T^l) + a_att * sum_l MSE(A_S^l, A_T^l) + a_pred * L_pred
+    + a_ce * CE(z_S, y)
+"""
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+
+def hidden_mse(student: Sequence[torch.Tensor], teacher: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Sum over the L+1 hidden states (embedding output and every layer) of the mean squared error."""
+    return sum(F.mse_loss(s, t) for s, t in zip(student, teacher, strict=True))
+
+
+def attention_mse(student: Sequence[torch.Tensor], teacher: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Sum over the L layers of the MSE between attention probabilities."""
+    return sum(F.mse_loss(s, t) for s, t in zip(student, teacher, strict=True))
+
+
+def soft_cross_entropy(z_s: torch.Tensor, z_t: torch.Tensor, tau: float) -> torch.Tensor:
+    """-sum_c softmax(z_T / tau)_c * log_softmax(z_S / tau)_c, averaged over the batch.
+
+    No tau^2 factor, as in the official SPD code.
+    """
+    return -(F.softmax(z_t / tau, dim=-1) * F.log_softmax(z_s / tau, dim=-1)).sum(-1).mean()
+
+
+def prediction_loss(z_s: torch.Tensor, z_t: torch.Tensor, target: torch.Tensor, tau: float,
+                    regression: bool) -> torch.Tensor:
+    """L_pred: soft cross-entropy to the teacher, or for regression (STS-B) the MSE to `target`
+    (the official code regresses on the gold score; pass the teacher's score to distil it)."""
+    if regression:
+        return F.mse_loss(z_s.squeeze(-1), target.to(z_s.dtype))
+    return soft_cross_entropy(z_s, z_t, tau)
