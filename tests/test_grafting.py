@@ -1,0 +1,101 @@
+"""The grafted model: teacher and student layers mixed per step, from outside transformers."""
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification
+
+from spd import grafting, pruning
+
+
+@pytest.fixture()
+def pair(tiny_model_dir):
+    torch.manual_seed(0)
+    teacher = AutoModelForSequenceClassification.from_pretrained(
+        tiny_model_dir, num_labels=2, attn_implementation="eager").eval()
+    return teacher, grafting.make_student(teacher)
+
+
+@pytest.fixture()
+def batch():
+    g = torch.Generator().manual_seed(1)
+    mask = torch.ones(3, 9, dtype=torch.long)
+    mask[0, 6:] = 0
+    return {"input_ids": torch.randint(5, 1000, (3, 9), generator=g), "attention_mask": mask}
+
+
+def _out(model, batch):
+    return model(**batch, output_hidden_states=True, output_attentions=True)
+
+
+def test_probability_0_with_ones_masks_equals_the_unmodified_model(pair, batch):
+    teacher, student = pair
+    reference = _out(teacher, batch)
+    pruning.attach_masks(pruning.prunable_linears(grafting.student_layers(student)))
+    grafting.set_layers(student, torch.zeros(2, dtype=torch.bool))
+    out = _out(student.eval(), batch)
+    # Bitwise: the same layers run on the same inputs.
+    torch.testing.assert_close(out.logits, reference.logits, rtol=0, atol=0)
+    assert len(out.hidden_states) == 3 and len(out.attentions) == 2
+    for a, b in zip(out.hidden_states + out.attentions, reference.hidden_states + reference.attentions):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_probability_1_equals_the_pure_student(pair, batch):
+    teacher, student = pair
+    linears = pruning.prunable_linears(grafting.student_layers(student))
+    pruning.attach_masks(linears)
+    pruning.prune_to(linears, 0.8)
+    grafting.set_layers(student, torch.ones(2, dtype=torch.bool))
+    mixed = _out(student.eval(), batch)
+    plain = grafting.export_student(student)
+    torch.testing.assert_close(_out(plain.eval(), batch).logits, mixed.logits, rtol=0, atol=0)
+    assert not any(isinstance(m, grafting.GraftSlot) for m in plain.modules())
+    # The teacher's layers are untouched by pruning the student.
+    assert not any(torch.nn.utils.parametrize.is_parametrized(m)
+                   for m in teacher.modules() if isinstance(m, torch.nn.Linear))
+
+
+def test_mixed_draw_runs_each_position_from_the_drawn_side(pair, batch):
+    teacher, student = pair
+    with torch.no_grad():  # make the student's layer 1 differ from the teacher's
+        grafting.student_layers(student)[1].output.dense.bias.add_(1.0)
+    grafting.set_layers(student, torch.tensor([True, False]))
+    mixed = _out(student.eval(), batch)
+    ref = _out(teacher, batch)
+    torch.testing.assert_close(mixed.logits, ref.logits, rtol=0, atol=0)  # layer 1 is the teacher's
+    grafting.set_layers(student, torch.tensor([False, True]))
+    assert not torch.equal(_out(student, batch).logits, ref.logits)
+
+
+def test_attention_probabilities_are_returned(pair, batch):
+    _, student = pair
+    grafting.set_layers(student, torch.tensor([True, False]))
+    out = _out(student.eval(), batch)  # the student runs before the teacher ever has
+    assert len(out.hidden_states) == 3 and len(out.attentions) == 2
+    for att in out.attentions:
+        torch.testing.assert_close(att.sum(-1), torch.ones_like(att.sum(-1)), rtol=0, atol=1e-5)
+
+
+def test_only_student_layers_train_by_default(pair):
+    _, student = pair
+    trainable = {n for n, p in student.named_parameters() if p.requires_grad}
+    assert trainable and all(".student." in n for n in trainable)
+    grafting.set_trainable_rest(student, True)
+    assert any("classifier" in n for n, p in student.named_parameters() if p.requires_grad)
+    assert not any(".teacher." in n for n, p in student.named_parameters() if p.requires_grad)
+
+
+def test_teacher_layers_stay_in_eval_mode(pair):
+    _, student = pair
+    student.train()
+    for slot in grafting.slots(student):
+        assert slot.student.training and not slot.teacher.training
+
+
+def test_draws_are_a_function_of_seed_and_step():
+    a = grafting.draw_layers(seed=7, step=3, p=0.5, n_layers=12)
+    assert torch.equal(a, grafting.draw_layers(seed=7, step=3, p=0.5, n_layers=12))
+    assert a.dtype == torch.bool and a.shape == (12,)
+    draws = {tuple(grafting.draw_layers(7, s, 0.5, 12).tolist()) for s in range(20)}
+    assert len(draws) > 10
+    assert grafting.draw_layers(7, 3, 0.0, 12).sum() == 0
+    assert grafting.draw_layers(7, 3, 1.0, 12).all()
