@@ -99,3 +99,33 @@ def test_draws_are_a_function_of_seed_and_step():
     assert len(draws) > 10
     assert grafting.draw_layers(7, 3, 0.0, 12).sum() == 0
     assert grafting.draw_layers(7, 3, 1.0, 12).all()
+
+
+# Significance level of the statistical tests below. The draws are seeded, so each test is
+# deterministic: it either always passes or always fails for this code; alpha says how
+# surprising a failure would be for a correct sampler.
+ALPHA = 1e-3
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.8])
+def test_student_frequency_matches_p(p):
+    from scipy import stats
+
+    draws = torch.stack([grafting.draw_layers(42, step, p, 6) for step in range(2000)])
+    k, n = int(draws.sum()), draws.numel()
+    assert stats.binomtest(k, n, p).pvalue > ALPHA
+    for layer in range(6):  # and at every position alone
+        assert stats.binomtest(int(draws[:, layer].sum()), 2000, p).pvalue > ALPHA
+
+
+def test_layers_are_drawn_independently():
+    from scipy import stats
+
+    draws = torch.stack([grafting.draw_layers(3, step, 0.5, 6) for step in range(3000)])
+    for a, b in [(0, 1), (2, 5), (3, 4)]:  # 2x2 contingency of two positions
+        table = [[int(((draws[:, a] == i) & (draws[:, b] == j)).sum()) for j in (0, 1)]
+                 for i in (0, 1)]
+        assert stats.chi2_contingency(table).pvalue > ALPHA
+    # Successive steps are independent too (no stream shared across steps).
+    table = [[int(((draws[:-1, 0] == i) & (draws[1:, 0] == j)).sum()) for j in (0, 1)] for i in (0, 1)]
+    assert stats.chi2_contingency(table).pvalue > ALPHA
