@@ -65,3 +65,31 @@ def three_stage_rate(step: int, p_0: float, prune_end: int, graft_end: int) -> f
     if step >= graft_end:
         return 1.0
     return p_0 + (1.0 - p_0) * (step - prune_end) / (graft_end - prune_end)
+
+
+def stage_bounds(prune: int, graft: int, finetune: int) -> tuple[int, int, int]:
+    """(prune_end, graft_end, total): the first step after each of the three stages."""
+    return prune, prune + graft, prune + graft + finetune
+
+
+def staged_lr(step: int, bounds: tuple[int, ...], restart: bool, warmup: int = 0) -> float:
+    """Learning-rate multiplier over stages.
+
+    `restart`: a linear decay from 1 to 0 within each non-empty stage, restarting at the full
+    rate at each boundary (the official code's two decays when its stages are prune | rest).
+    Otherwise one warm-up/decay over the whole run.
+
+    Args:
+        step: optimizer steps taken so far.
+        bounds: increasing stage ends; the last is the total number of steps.
+        restart: restart the decay at each stage boundary.
+        warmup: warm-up steps (whole-run schedule only).
+    """
+    if not restart:
+        return warmup_linear_decay(step, bounds[-1], warmup)
+    start = 0
+    for end in bounds:
+        if step < end:
+            return (end - step) / (end - start)
+        start = end
+    return 0.0

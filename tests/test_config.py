@@ -53,3 +53,43 @@ def test_any_number_is_accepted_or_refused_cleanly(lr, steps):
     except SpdError:
         return
     assert cfg.optim.lr > 0 and cfg.optim.max_steps >= 0
+
+
+from spd.config import SPD_PRESETS, SPDConfig, spd_config  # noqa: E402
+
+
+@pytest.mark.parametrize("preset", sorted(SPD_PRESETS))
+def test_every_preset_builds_a_valid_config(preset):
+    cfg = spd_config("rte", "teacher-dir", preset)
+    assert isinstance(cfg, SPDConfig) and cfg.task == "rte"
+    assert from_dict(to_dict(cfg), SPDConfig) == cfg
+
+
+def test_user_overrides_win_over_the_preset():
+    cfg = spd_config("mrpc", "t", "official", ["optim.lr=1e-3"])
+    assert cfg.optim.lr == 1e-3 and cfg.stages.prune == 30
+
+
+def test_official_readme_preset_is_a_constant_0_8_in_practice():
+    cfg = spd_config("mrpc", "t", "official_readme")
+    assert (cfg.replace.schedule, cfg.replace.p_0, cfg.replace.slope) == ("linear", 0.8, 0.0)
+
+
+@pytest.mark.parametrize("override,expect", [
+    ("prune.sparsity=1.0", "prune.sparsity: got 1.0"),
+    ("prune.sparsity=abc", "prune.sparsity: got 'abc'"),
+    ("prune.sparsity=-0.1", "prune.sparsity"),
+    ("replace.schedule=cosine", "replace.schedule: got 'cosine'"),
+    ("stages.unit=minutes", "stages.unit"),
+    ("replace.p_0=1.5", "replace.p_0"),
+    ("loss.temperature=0", "loss.temperature"),
+])
+def test_bad_spd_values_are_refused(override, expect):
+    with pytest.raises(SpdError) as err:
+        spd_config("mrpc", "t", "cpu", [override])
+    assert expect in str(err.value)
+
+
+def test_unknown_preset_is_refused():
+    with pytest.raises(SpdError, match="--preset: got 'fast'"):
+        spd_config("mrpc", "t", "fast")

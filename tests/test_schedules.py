@@ -71,3 +71,23 @@ def test_linear_and_constant_rates(p_0, k, step):
     p = linear_rate(step, p_0, k)
     assert 0 <= p <= 1 and p >= p_0 - 1e-12 and linear_rate(step + 1, p_0, k) >= p
     assert linear_rate(step, p_0, 0.0) == p_0
+
+
+from spd.schedules import stage_bounds, staged_lr  # noqa: E402
+
+
+@given(st.integers(0, 60), st.integers(0, 60), st.integers(0, 60), st.booleans())
+@example(1, 0, 0, True)
+@example(0, 0, 1, True)
+def test_staged_lr(prune, graft, finetune, restart):
+    bounds = stage_bounds(prune, graft, finetune)
+    assert bounds[0] <= bounds[1] <= bounds[2] == prune + graft + finetune
+    vals = [staged_lr(t, bounds, restart) for t in range(bounds[-1] + 3)]
+    assert all(0 <= v <= 1 for v in vals)
+    assert all(v == 0 for v in vals[bounds[-1]:])
+    starts = sorted({b for b in (0, *bounds[:-1]) if b < bounds[-1]})
+    for t in range(1, bounds[-1]):
+        if vals[t] > vals[t - 1]:  # the rate only rises where a stage restarts it
+            assert restart and t in starts
+    if restart:
+        assert all(vals[s] == 1.0 for s in starts)
