@@ -51,6 +51,17 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--overwrite", action="store_true",
                     help="replace a run of another configuration in --output")
 
+    pr = sub.add_parser("prune", help="SPD: prune a student while the fine-tuned teacher distils into it")
+    _add_common(pr)
+    pr.add_argument("--teacher", required=True, help="the fine-tuned teacher: run folder, model folder or hub id")
+    pr.add_argument("--sparsity", required=True, help="target sparsity s_f in [0, 1)")
+    pr.add_argument("--output", required=True, help="run directory to write")
+    pr.add_argument("--preset", default="cpu", help="cpu (default), official, official_readme, smoke")
+    pr.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config field, e.g. replace.p_0=0.8 (repeatable)")
+    pr.add_argument("--overwrite", action="store_true",
+                    help="replace a run of another configuration in --output")
+
     rp = sub.add_parser("report", help="print a Markdown table of finished runs' final.json")
     rp.add_argument("runs", nargs="+", help="run directories")
 
@@ -75,6 +86,23 @@ def cmd_finetune(args) -> int:
     metric = final["main_metric"]
     print(f"{final['task']} dev {metric} {final['dev'][metric]:.4f} "
           f"({final['steps']} steps, {final['wall_time_s']:.0f} s); results in {args.output}")
+    return 0
+
+
+def cmd_prune(args) -> int:
+    from spd.config import spd_config
+    from spd.device import resolve_device
+    from spd.distill import prune
+
+    cfg = spd_config(args.task, args.teacher, args.preset,
+                     [f"prune.sparsity={args.sparsity}", *args.overrides])
+    data_dir, device = data_dir_from(args.data_dir), resolve_device(args.device)
+    final = prune(cfg, Path(args.output), data_dir, device, overwrite=args.overwrite,
+                  command=["spd", *sys.argv[1:]])
+    metric = final["main_metric"]
+    print(f"{final['task']} student dev {metric} {final['dev'][metric]:.4f} at sparsity "
+          f"{final['sparsity']:.3f} (teacher {final['teacher_dev'][metric]:.4f}; "
+          f"{final['steps']} steps, {final['wall_time_s']:.0f} s); results in {args.output}")
     return 0
 
 
@@ -115,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
 
         transformers.logging.set_verbosity_error()
         transformers.utils.logging.disable_progress_bar()
-        return {"finetune": cmd_finetune, "evaluate": cmd_evaluate,
+        return {"finetune": cmd_finetune, "prune": cmd_prune, "evaluate": cmd_evaluate,
                 "report": cmd_report}[args.command](args)
     except SpdError as e:
         print(f"spd: error: {e}", file=sys.stderr)

@@ -101,6 +101,12 @@ def make_optimizer(model, lr: float, weight_decay: float) -> torch.optim.AdamW:
                               {"params": no_decay, "weight_decay": 0.0}], lr=lr)
 
 
+def progress_bar(total: int, desc: str) -> tqdm:
+    """A progress bar with ETA; in a log file (not a terminal) a line every 30 s is enough."""
+    return tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True,
+                mininterval=0.1 if sys.stderr.isatty() else 30)
+
+
 def finetune(cfg: FinetuneConfig, out_dir: Path, data_dir: Path | None, device: torch.device,
              overwrite: bool = False, command: list[str] | None = None) -> dict:
     """Fine-tune `cfg.model` on `cfg.task` and write the run directory `out_dir`.
@@ -140,9 +146,7 @@ def finetune(cfg: FinetuneConfig, out_dir: Path, data_dir: Path | None, device: 
              cfg.model, task.name, len(td.train), total, describe(device))
     records, best = [], None
     start, step, running, n_running = time.perf_counter(), 0, 0.0, 0
-    # In a log file (not a terminal) a bar line every 30 s is enough.
-    bar = tqdm(total=total, desc=f"finetune {task.name}", unit="step", dynamic_ncols=True,
-               mininterval=0.1 if sys.stderr.isatty() else 30)
+    bar = progress_bar(total, f"finetune {task.name}")
     while step < total:
         for batch in loader:
             batch = to_device(batch, device)

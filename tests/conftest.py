@@ -38,6 +38,20 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def small_glue(glue_dir, tmp_path_factory):
+    """RTE cut to 40 train and 20 dev rows, so a tiny run evaluates in well under a second."""
+    import gzip
+
+    out = tmp_path_factory.mktemp("glue")
+    (out / "rte").mkdir()
+    for split, n in (("train", 40), ("validation", 20)):
+        with gzip.open(glue_dir / "rte" / f"{split}.jsonl.gz", "rt") as f:
+            lines = [next(f) for _ in range(n)]
+        (out / "rte" / f"{split}.jsonl").write_text("".join(lines))
+    return out
+
+
 def _hypothesis_profiles():
     """`HYPOTHESIS_PROFILE=ci`: 200 examples per property, derandomized; `dev` (default): fast."""
     from hypothesis import HealthCheck, settings

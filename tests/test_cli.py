@@ -23,18 +23,6 @@ def spd(*args, env=None):
 
 
 @pytest.fixture(scope="module")
-def small_glue(glue_dir, tmp_path_factory):
-    """RTE cut to 40 train and 20 dev rows, so a tiny run evaluates in well under a second."""
-    out = tmp_path_factory.mktemp("glue")
-    for split, n in (("train", 40), ("validation", 20)):
-        with gzip.open(glue_dir / "rte" / f"{split}.jsonl.gz", "rt") as f:
-            lines = [next(f) for _ in range(n)]
-        (out / "rte").mkdir(exist_ok=True)
-        (out / "rte" / f"{split}.jsonl").write_text("".join(lines))
-    return out
-
-
-@pytest.fixture(scope="module")
 def tiny_run(tiny_model_dir, small_glue, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "rte"
     assert main(["finetune", "--task", "rte", "--model", str(tiny_model_dir),

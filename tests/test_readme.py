@@ -22,3 +22,12 @@ def test_quickstart_is_two_commands():
     quick = README.split("## Quickstart", 1)[1].split("##", 1)[0]
     block = quick.split("```", 2)[1].splitlines()
     assert [line.strip() for line in block if line.strip()] == ["make run", "make test"]
+
+
+def test_teacher_table_is_generated_from_the_committed_runs():
+    from spd.report import load_finals, runs_table
+
+    teachers = Path(__file__).resolve().parents[1] / "ablations" / "results" / "teachers"
+    runs = [teachers / t for t in ("mrpc", "rte", "stsb", "cola", "sst2")]
+    block = README.split("<!-- teachers:begin -->", 1)[1].split("<!-- teachers:end -->", 1)[0]
+    assert runs_table(load_finals(runs)) in block

@@ -1,0 +1,234 @@
+"""Sparse progressive distillation: prune a student while the dense teacher distils into it.
+
+One step: update the masks if the cubic schedule moved, draw which layers run as student,
+run the teacher (eval, no grad) and the grafted student on the same batch, and take an AdamW
+step on the weighted sum of the loss terms. Schedules are pure functions of the step (see
+`spd.schedules`); this module only wires them to the model.
+"""
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from spd import data, losses, pruning, rundir
+from spd.config import SPDConfig, config_hash, to_dict
+from spd.device import autocast, describe
+from spd.errors import SpdError
+from spd.grafting import draw_layers, export_student, make_student, set_layers, set_trainable_rest, slots, student_layers
+from spd.models import load_classifier, load_tokenizer, max_positions
+from spd.schedules import (constant_rate, cubic_sparsity, linear_rate, stage_bounds, staged_lr,
+                           three_stage_rate)
+from spd.tasks import Task, get_task
+from spd.train import (evaluate, evaluate_dev, load_task_data, make_optimizer, progress_bar,
+                       seed_everything, to_device)
+
+log = logging.getLogger(__name__)
+SPARSITY_FILE = "sparsity.json"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The step-level numbers of a run, derived once from its config and the epoch length."""
+
+    steps_per_epoch: int
+    bounds: tuple[int, int, int]  # prune_end, graft_end, total
+    interval: int  # steps between mask updates
+    window: int  # steps from the first mask update to s_f
+
+    @property
+    def total(self) -> int:
+        return self.bounds[-1]
+
+
+def make_plan(cfg: SPDConfig, steps_per_epoch: int) -> Plan:
+    def steps(x: float) -> int:
+        return round(x * steps_per_epoch) if cfg.stages.unit == "epochs" else round(x)
+
+    bounds = stage_bounds(steps(cfg.stages.prune), steps(cfg.stages.graft),
+                          steps(cfg.stages.finetune))
+    if bounds[-1] == 0:
+        raise SpdError(f"stages: {cfg.stages} round to 0 steps at {steps_per_epoch} steps per "
+                       f"epoch; allowed: a total of at least one step")
+    if cfg.prune.updates == 0:
+        return Plan(steps_per_epoch, bounds, 1, 0)
+    interval = max(1, bounds[0] // (cfg.prune.updates + 1))
+    return Plan(steps_per_epoch, bounds, interval, interval * cfg.prune.updates)
+
+
+def sparsity_at(step: int, cfg: SPDConfig, plan: Plan) -> float:
+    return cubic_sparsity(step, cfg.prune.initial, cfg.prune.sparsity, 0, plan.window, plan.interval)
+
+
+def replace_p_at(step: int, cfg: SPDConfig, plan: Plan) -> float:
+    r = cfg.replace
+    if r.schedule == "constant":
+        return constant_rate(step, r.p_0)
+    if r.schedule == "linear":
+        return linear_rate(step, r.p_0, r.slope)
+    return three_stage_rate(step, r.p_0, plan.bounds[0], plan.bounds[1])
+
+
+def lr_at(step: int, cfg: SPDConfig, plan: Plan) -> float:
+    return staged_lr(step, plan.bounds, cfg.optim.lr_restart,
+                     round(cfg.optim.warmup_ratio * plan.total))
+
+
+def spd_loss(s_out, t_out, labels: torch.Tensor, task: Task, cfg) -> tuple[torch.Tensor, dict]:
+    """The weighted SPD loss and each term (unweighted), from both models' outputs."""
+    target = labels if cfg.regression_target == "gold" else t_out.logits.squeeze(-1)
+    hard = (F.mse_loss(s_out.logits.squeeze(-1), labels.to(s_out.logits.dtype)) if task.is_regression
+            else F.cross_entropy(s_out.logits, labels))
+    terms = {
+        "hidden": losses.hidden_mse(s_out.hidden_states, t_out.hidden_states),
+        "attention": losses.attention_mse(s_out.attentions, t_out.attentions),
+        "prediction": losses.prediction_loss(s_out.logits, t_out.logits, target,
+                                             cfg.temperature, task.is_regression),
+        "hard": hard,
+    }
+    total = sum(getattr(cfg, name) * term for name, term in terms.items())
+    return total, terms
+
+
+def _epochs(loader):
+    while True:  # each pass reshuffles with the loader's seeded generator
+        yield from loader
+
+
+def teacher_path(name: str) -> str:
+    """A run folder's `model/`, else the name itself (a model folder or a hub id)."""
+    path = Path(name)
+    if (path / rundir.MODEL).is_dir():
+        return str(path / rundir.MODEL)
+    if not name:
+        raise SpdError("--teacher: got ''; allowed: a teacher run folder, model folder or hub id")
+    return name
+
+
+def prune(cfg: SPDConfig, out_dir: Path, data_dir: Path | None, device: torch.device,
+          overwrite: bool = False, command: list[str] | None = None) -> dict:
+    """Run SPD from the fine-tuned `cfg.teacher` and write the run directory `out_dir`."""
+    task = get_task(cfg.task)
+    rundir.check_writable(out_dir)
+    config = to_dict(cfg)
+    if rundir.check_existing(out_dir, config, overwrite):
+        log.info("%s already holds a finished run of this configuration", out_dir)
+        return rundir.read_json(Path(out_dir) / rundir.FINAL)
+
+    seed_everything(cfg.seed)
+    source = teacher_path(cfg.teacher)
+    tokenizer = load_tokenizer(source)
+    td = load_task_data(task, tokenizer, data_dir, cfg.data.max_length, cfg.data.train_eval_size)
+    teacher = load_classifier(source, task)
+    if cfg.data.max_length > max_positions(teacher):
+        raise SpdError(f"data.max_length: got {cfg.data.max_length}; allowed: at most "
+                       f"{max_positions(teacher)}, the model's max_position_embeddings")
+    loader = data.make_loader(td.train, cfg.data.batch_size, tokenizer.pad_token_id,
+                              shuffle=True, seed=cfg.seed, pin_memory=device.type == "cuda")
+    plan = make_plan(cfg, len(loader))
+    rundir.start(out_dir, config)
+
+    teacher.to(device).eval()
+    student = make_student(teacher)
+    set_trainable_rest(student, cfg.train_rest)
+    linears = pruning.prunable_linears(student_layers(student))
+    pruning.attach_masks(linears)
+    n_layers = len(slots(student))
+    optimizer = make_optimizer(student, cfg.optim.lr, cfg.optim.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_at(s, cfg, plan))
+    trainable = [p for p in student.parameters() if p.requires_grad]
+    eval_every = cfg.eval_every or plan.steps_per_epoch
+
+    def eval_student() -> dict:
+        set_layers(student, torch.ones(n_layers, dtype=torch.bool))
+        out = {"dev": evaluate_dev(student, td, device, cfg.data.eval_batch_size)}
+        if td.train_subset:
+            out["train_subset"] = evaluate(student, td.train_subset, task, device,
+                                           cfg.data.eval_batch_size, tokenizer.pad_token_id)
+        return out
+
+    teacher_dev = evaluate_dev(teacher, td, device, cfg.data.eval_batch_size)
+    log.info("SPD on %s: teacher dev %s %.4f; %d steps (stages end at %s), device %s",
+             task.name, task.main_metric, teacher_dev[task.main_metric], plan.total,
+             plan.bounds, describe(device))
+    records, best, sums, n_sum = [], None, {}, 0
+    current_s, start = None, time.perf_counter()
+    batches = _epochs(loader)
+    bar = progress_bar(plan.total, f"spd {task.name}")
+    student.train()
+    for step in range(plan.total):
+        s = sparsity_at(step, cfg, plan)
+        if s != current_s:
+            pruning.prune_to(linears, s, cfg.prune.scope, cfg.prune.criterion, cfg.seed)
+            current_s = s
+        p = replace_p_at(step, cfg, plan)
+        set_layers(student, draw_layers(cfg.seed, step, p, n_layers))
+        batch = to_device(next(batches), device)
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        with torch.no_grad(), autocast(device):
+            t_out = teacher(**inputs, output_hidden_states=True, output_attentions=True)
+        with autocast(device):
+            s_out = student(**inputs, output_hidden_states=True, output_attentions=True)
+            loss, terms = spd_loss(s_out, t_out, batch["labels"], task, cfg.loss)
+        values = {k: v.item() for k, v in terms.items()} | {"total": loss.item()}
+        bad = [k for k, v in values.items() if not math.isfinite(v)]
+        if bad:
+            raise SpdError(f"non-finite loss term {bad[0]} = {values[bad[0]]} at step {step + 1}; "
+                           f"allowed: finite (lower optim.lr?)")
+        # When every drawn layer is the teacher's and the rest is frozen, nothing can learn
+        # from this batch (AdamW then skips every parameter); the step still counts, so the
+        # schedules stay functions of the step.
+        if loss.requires_grad:
+            loss.backward()
+            if cfg.optim.grad_clip:
+                torch.nn.utils.clip_grad_norm_(trainable, cfg.optim.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        sums = {k: sums.get(k, 0.0) + v for k, v in values.items()}
+        n_sum += 1
+        bar.update(1)
+        done = step + 1
+        if done % eval_every == 0 or done == plan.total:
+            rec = {"step": done, "epoch": done / plan.steps_per_epoch,
+                   "stage": ("prune", "graft", "finetune")[sum(step >= b for b in plan.bounds[:2])],
+                   "sparsity": current_s, "realised_sparsity": pruning.overall_sparsity(linears),
+                   "replace_p": p, "lr": scheduler.get_last_lr()[0],
+                   "loss": {k: v / n_sum for k, v in sums.items()},
+                   "elapsed_s": time.perf_counter() - start, **eval_student()}
+            student.train()
+            records.append(rec)
+            rundir.write_jsonl(Path(out_dir) / rundir.METRICS, records)
+            sums, n_sum = {}, 0
+            if best is None or rec["dev"][task.main_metric] > best["dev"][task.main_metric]:
+                best = {"step": done, "dev": rec["dev"]}
+            bar.set_postfix({task.main_metric: f"{rec['dev'][task.main_metric]:.4f}",
+                             "s": f"{current_s:.3f}", "p": f"{p:.2f}"})
+    bar.close()
+    wall = time.perf_counter() - start
+
+    plain = export_student(student)
+    plain_linears = pruning.prunable_linears(pruning.encoder_layers(plain))
+    pruning.bake(plain_linears)
+    rundir.save_model(plain, tokenizer, out_dir)
+    sparsity = {"overall": pruning.overall_sparsity(plain_linears),
+                "per_matrix": pruning.sparsity_table(plain_linears)}
+    rundir.write_json(Path(out_dir) / SPARSITY_FILE, sparsity)
+    final = {
+        "task": task.name, "teacher": cfg.teacher, "seed": cfg.seed,
+        "config_hash": config_hash(cfg), "steps": plan.total, "stage_bounds": list(plan.bounds),
+        "epochs": plan.total / plan.steps_per_epoch, "wall_time_s": wall,
+        "main_metric": task.main_metric, "teacher_dev": teacher_dev, "dev": records[-1]["dev"],
+        "best_dev_during_training": best, "train_subset": records[-1].get("train_subset"),
+        "sparsity": sparsity["overall"], "target_sparsity": cfg.prune.sparsity,
+        "num_train_examples": len(td.train),
+        "num_dev_examples": {s: len(e) for s, e in td.dev.items()},
+        "data": td.provenance, "environment": rundir.environment(describe(device)),
+        "command": command,
+    }
+    rundir.write_json(Path(out_dir) / rundir.FINAL, final)
+    return final
