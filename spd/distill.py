@@ -13,19 +13,18 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from spd import data, losses, pruning, rundir
 from spd.config import SPDConfig, config_hash, to_dict
 from spd.device import autocast, describe
 from spd.errors import SpdError
-from spd.grafting import draw_layers, export_student, make_student, set_layers, set_trainable_rest, slots, student_layers
-from spd.models import load_classifier, load_tokenizer, max_positions
+from spd.grafting import (draw_layers, export_student, make_student, set_layers,
+                          set_trainable_rest, slots, student_layers)
 from spd.schedules import (constant_rate, cubic_sparsity, linear_rate, stage_bounds, staged_lr,
                            three_stage_rate)
 from spd.tasks import Task, get_task
-from spd.train import (evaluate, evaluate_dev, load_task_data, make_optimizer, progress_bar,
-                       seed_everything, to_device)
+from spd.train import (evaluate, evaluate_dev, finished_run, load_inputs, make_optimizer,
+                       progress_bar, seed_everything, to_device)
 
 log = logging.getLogger(__name__)
 SPARSITY_FILE = "sparsity.json"
@@ -113,24 +112,15 @@ def prune(cfg: SPDConfig, out_dir: Path, data_dir: Path | None, device: torch.de
           overwrite: bool = False, command: list[str] | None = None) -> dict:
     """Run SPD from the fine-tuned `cfg.teacher` and write the run directory `out_dir`."""
     task = get_task(cfg.task)
-    rundir.check_writable(out_dir)
-    config = to_dict(cfg)
-    if rundir.check_existing(out_dir, config, overwrite):
-        log.info("%s already holds a finished run of this configuration", out_dir)
-        return rundir.read_json(Path(out_dir) / rundir.FINAL)
-
+    done = finished_run(out_dir, cfg, overwrite)
+    if done:
+        return done
     seed_everything(cfg.seed)
-    source = teacher_path(cfg.teacher)
-    tokenizer = load_tokenizer(source)
-    td = load_task_data(task, tokenizer, data_dir, cfg.data.max_length, cfg.data.train_eval_size)
-    teacher = load_classifier(source, task)
-    if cfg.data.max_length > max_positions(teacher):
-        raise SpdError(f"data.max_length: got {cfg.data.max_length}; allowed: at most "
-                       f"{max_positions(teacher)}, the model's max_position_embeddings")
+    tokenizer, td, teacher = load_inputs(task, teacher_path(cfg.teacher), cfg.data, data_dir)
     loader = data.make_loader(td.train, cfg.data.batch_size, tokenizer.pad_token_id,
                               shuffle=True, seed=cfg.seed, pin_memory=device.type == "cuda")
     plan = make_plan(cfg, len(loader))
-    rundir.start(out_dir, config)
+    rundir.start(out_dir, to_dict(cfg))
 
     teacher.to(device).eval()
     student = make_student(teacher)

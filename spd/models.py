@@ -1,6 +1,5 @@
 """Model loading: any Hugging Face BERT-family encoder with a sequence-classification head."""
 import logging
-from pathlib import Path
 
 from spd.errors import SpdError
 from spd.tasks import Task

@@ -101,6 +101,29 @@ def make_optimizer(model, lr: float, weight_decay: float) -> torch.optim.AdamW:
                               {"params": no_decay, "weight_decay": 0.0}], lr=lr)
 
 
+def finished_run(out_dir: Path, cfg, overwrite: bool) -> dict | None:
+    """Check `out_dir` before any work: the `final.json` of a finished run of `cfg`, or None.
+
+    Refuses an unwritable folder, and one holding another configuration unless `overwrite`.
+    """
+    rundir.check_writable(out_dir)
+    if rundir.check_existing(out_dir, to_dict(cfg), overwrite):
+        log.info("%s already holds a finished run of this configuration", out_dir)
+        return rundir.read_json(Path(out_dir) / rundir.FINAL)
+    return None
+
+
+def load_inputs(task: Task, model_name: str, data_cfg, data_dir: Path | None):
+    """Tokenizer, encoded task data and classifier, with the length checked against the model."""
+    tokenizer = load_tokenizer(model_name)
+    td = load_task_data(task, tokenizer, data_dir, data_cfg.max_length, data_cfg.train_eval_size)
+    model = load_classifier(model_name, task)
+    if data_cfg.max_length > max_positions(model):
+        raise SpdError(f"data.max_length: got {data_cfg.max_length}; allowed: at most "
+                       f"{max_positions(model)}, the model's max_position_embeddings")
+    return tokenizer, td, model
+
+
 def progress_bar(total: int, desc: str) -> tqdm:
     """A progress bar with ETA; in a log file (not a terminal) a line every 30 s is enough."""
     return tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True,
@@ -115,20 +138,12 @@ def finetune(cfg: FinetuneConfig, out_dir: Path, data_dir: Path | None, device: 
     same configuration is left as it is and its `final.json` returned.
     """
     task = get_task(cfg.task)
-    rundir.check_writable(out_dir)
-    config = to_dict(cfg)
-    if rundir.check_existing(out_dir, config, overwrite):
-        log.info("%s already holds a finished run of this configuration", out_dir)
-        return rundir.read_json(Path(out_dir) / rundir.FINAL)
-
+    done = finished_run(out_dir, cfg, overwrite)
+    if done:
+        return done
     seed_everything(cfg.seed)
-    tokenizer = load_tokenizer(cfg.model)
-    td = load_task_data(task, tokenizer, data_dir, cfg.data.max_length, cfg.data.train_eval_size)
-    model = load_classifier(cfg.model, task)
-    if cfg.data.max_length > max_positions(model):
-        raise SpdError(f"data.max_length: got {cfg.data.max_length}; allowed: at most "
-                       f"{max_positions(model)}, the model's max_position_embeddings")
-    rundir.start(out_dir, config)
+    tokenizer, td, model = load_inputs(task, cfg.model, cfg.data, data_dir)
+    rundir.start(out_dir, to_dict(cfg))
     model.to(device).train()
 
     loader = data.make_loader(td.train, cfg.data.batch_size, tokenizer.pad_token_id,
