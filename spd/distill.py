@@ -59,6 +59,26 @@ def make_plan(cfg: SPDConfig, steps_per_epoch: int) -> Plan:
     return Plan(steps_per_epoch, bounds, interval, interval * cfg.prune.updates)
 
 
+def audit(cfg: SPDConfig, plan: Plan) -> list[str]:
+    """Warnings for settings that silently do nothing (each one line)."""
+    warnings = []
+    r = cfg.replace
+    if r.schedule == "linear" and r.slope == 0:
+        warnings.append(f"replace.schedule=linear with slope 0 keeps p = {r.p_0} for the whole run: "
+                        f"nothing progressive happens (the official README's setting)")
+    if cfg.prune.updates and plan.bounds[0] < cfg.prune.updates + 1:
+        warnings.append(f"the prune stage ({plan.bounds[0]} steps) is shorter than one update "
+                        f"interval per mask update ({cfg.prune.updates} updates): masks change "
+                        f"every step")
+    if plan.window >= plan.total and cfg.prune.sparsity > cfg.prune.initial:
+        warnings.append(f"target sparsity {cfg.prune.sparsity} is reached only after training "
+                        f"ends (pruning window {plan.window} steps, run {plan.total} steps)")
+    if plan.bounds[2] == plan.bounds[1]:
+        warnings.append("the final stage (pure student, p = 1) has length 0: the exported student "
+                        "never trains alone")
+    return warnings
+
+
 def sparsity_at(step: int, cfg: SPDConfig, plan: Plan) -> float:
     return cubic_sparsity(step, cfg.prune.initial, cfg.prune.sparsity, 0, plan.window, plan.interval)
 
@@ -120,6 +140,8 @@ def prune(cfg: SPDConfig, out_dir: Path, data_dir: Path | None, device: torch.de
     loader = data.make_loader(td.train, cfg.data.batch_size, tokenizer.pad_token_id,
                               shuffle=True, seed=cfg.seed, pin_memory=device.type == "cuda")
     plan = make_plan(cfg, len(loader))
+    for warning in audit(cfg, plan):
+        log.warning("audit: %s", warning)
     rundir.start(out_dir, to_dict(cfg))
 
     teacher.to(device).eval()

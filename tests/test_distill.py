@@ -72,3 +72,31 @@ def test_two_seeded_runs_are_bitwise_equal(pruned, tiny_teacher, small_glue, tmp
     a = json.loads((pruned / "metrics.jsonl").read_text().splitlines()[-1])
     b = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
     assert a["loss"] == b["loss"] and a["dev"] == b["dev"]
+
+
+from spd.config import spd_config  # noqa: E402
+from spd.distill import audit, make_plan  # noqa: E402
+
+
+def _audit(preset="cpu", overrides=(), steps_per_epoch=100):
+    cfg = spd_config("mrpc", "t", preset, list(overrides))
+    return audit(cfg, make_plan(cfg, steps_per_epoch))
+
+
+def test_audit_flags_the_official_readme_slope_0_schedule():
+    warnings = _audit("official_readme")
+    assert any("slope 0" in w for w in warnings)
+    assert any("final stage" in w for w in warnings)
+
+
+def test_audit_flags_window_shorter_than_an_interval_and_sparsity_never_reached():
+    assert any("one update interval" in w for w in _audit(overrides=[
+        "stages.unit=steps", "stages.prune=3", "prune.updates=10"], steps_per_epoch=5))
+    # 10 updates need 11 intervals; a 3-step run clamps them to one step: s_f at step 10.
+    assert any("after training ends" in w for w in _audit(overrides=[
+        "stages.unit=steps", "stages.prune=3", "stages.graft=0", "stages.finetune=0",
+        "prune.updates=10"]))
+
+
+def test_default_preset_raises_no_warning():
+    assert _audit() == []
