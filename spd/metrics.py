@@ -37,9 +37,11 @@ def matthews(preds: np.ndarray, labels: np.ndarray) -> float:
 
 def pearson(x: np.ndarray, y: np.ndarray) -> float:
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    # Constant input: test by equality, since centring a constant leaves round-off, not zeros.
+    if np.all(x == x[0]) or np.all(y == y[0]):
+        return 0.0
     dx, dy = x - x.mean(), y - y.mean()
-    denom = np.sqrt(np.sum(dx * dx) * np.sum(dy * dy))
-    return float(np.sum(dx * dy) / denom) if denom > 0 else 0.0
+    return float(np.sum(dx * dy) / np.sqrt(np.sum(dx * dx) * np.sum(dy * dy)))
 
 
 def _average_ranks(x: np.ndarray) -> np.ndarray:
@@ -77,3 +79,15 @@ def compute_metrics(task: Task, preds: np.ndarray, labels: np.ndarray, suffix: s
     if len(preds) != len(labels):
         raise ValueError(f"{len(preds)} predictions for {len(labels)} labels")
     return {f"{name}{suffix}": _METRICS[name](preds, labels) for name in task.metrics}
+
+
+def majority_baseline(task: Task, train_labels, dev_labels, suffix: str = "") -> dict:
+    """Dev metrics of always predicting the most frequent train label (the train mean for
+    regression, whose correlations are then 0 by the convention above)."""
+    train_labels, dev_labels = np.asarray(train_labels), np.asarray(dev_labels)
+    if task.is_regression:
+        constant = float(train_labels.mean())
+    else:
+        values, counts = np.unique(train_labels, return_counts=True)
+        constant = values[np.argmax(counts)]  # ties: the lower label
+    return compute_metrics(task, np.full(len(dev_labels), constant), dev_labels, suffix)

@@ -51,6 +51,9 @@ def test_degenerate_inputs_follow_the_stated_conventions():
     assert metrics.f1(np.zeros(6, dtype=int), labels) == 0.0
     assert metrics.pearson(np.full(6, 2.5), labels) == 0.0
     assert metrics.spearman(np.full(6, 2.5), labels) == 0.0
+    # STS-B's train mean predicted for all 1500 dev pairs: centring such a constant leaves
+    # round-off (a correlation of -5e-17 before the fix), still no correlation.
+    assert metrics.pearson(np.full(1500, 2.7009990253653497), np.linspace(0, 5, 1500)) == 0.0
 
 
 @given(binary_pairs())
@@ -94,3 +97,11 @@ def test_compute_metrics_names_every_task_metric(name):
         # Perfect predictions score 1 on every GLUE metric.
         assert all(v == pytest.approx(1.0) for v in out.values())
     assert task.main_metric in {m + s for m in task.metrics for s in task.dev_splits.values()}
+
+
+def test_majority_baseline_predicts_the_most_frequent_train_label():
+    task = TASKS["mrpc"]
+    out = metrics.majority_baseline(task, [1, 1, 0], [1, 0, 1, 1])
+    assert out == {"accuracy": 0.75, "f1": pytest.approx(2 * 3 / (2 * 3 + 1))}
+    assert metrics.majority_baseline(TASKS["stsb"], [1.0, 3.0], [0.5, 4.0]) == {
+        "pearson": 0.0, "spearman": 0.0}

@@ -31,3 +31,16 @@ def test_teacher_table_is_generated_from_the_committed_runs():
     runs = [teachers / t for t in ("mrpc", "rte", "stsb", "cola", "sst2")]
     block = README.split("<!-- teachers:begin -->", 1)[1].split("<!-- teachers:end -->", 1)[0]
     assert runs_table(load_finals(runs)) in block
+
+
+def test_majority_baselines_in_the_readme_are_computed_from_the_data(glue_dir):
+    from spd.data import load_split
+    from spd.metrics import majority_baseline
+    from spd.tasks import TASKS
+
+    for name in ("mrpc", "rte", "stsb", "cola", "sst2"):
+        task = TASKS[name]
+        labels = {s: [r["label"] for r in load_split(task, s, glue_dir)] for s in ("train", "validation")}
+        base = majority_baseline(task, labels["train"], labels["validation"])
+        text = f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in base.items())
+        assert text in README, f"README should state the majority baseline as {text!r}"
