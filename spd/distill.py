@@ -143,6 +143,7 @@ def prune(cfg: SPDConfig, out_dir: Path, data_dir: Path | None, device: torch.de
     for warning in audit(cfg, plan):
         log.warning("audit: %s", warning)
     rundir.start(out_dir, to_dict(cfg))
+    env = rundir.environment(describe(device))  # the code as it is now, when the run starts
 
     teacher.to(device).eval()
     student = make_student(teacher)
@@ -239,7 +240,7 @@ def prune(cfg: SPDConfig, out_dir: Path, data_dir: Path | None, device: torch.de
         "sparsity": sparsity["overall"], "target_sparsity": cfg.prune.sparsity,
         "num_train_examples": len(td.train),
         "num_dev_examples": {s: len(e) for s, e in td.dev.items()},
-        "data": td.provenance, "environment": rundir.environment(describe(device)),
+        "data": td.provenance, "environment": env,
         "command": command,
     }
     rundir.write_json(Path(out_dir) / rundir.FINAL, final)

@@ -144,6 +144,7 @@ def finetune(cfg: FinetuneConfig, out_dir: Path, data_dir: Path | None, device: 
     seed_everything(cfg.seed)
     tokenizer, td, model = load_inputs(task, cfg.model, cfg.data, data_dir)
     rundir.start(out_dir, to_dict(cfg))
+    env = rundir.environment(describe(device))  # the code as it is now, when the run starts
     model.to(device).train()
 
     loader = data.make_loader(td.train, cfg.data.batch_size, tokenizer.pad_token_id,
@@ -208,7 +209,7 @@ def finetune(cfg: FinetuneConfig, out_dir: Path, data_dir: Path | None, device: 
         "train_subset": records[-1].get("train_subset"),
         "num_train_examples": len(td.train),
         "num_dev_examples": {s: len(e) for s, e in td.dev.items()},
-        "data": td.provenance, "environment": rundir.environment(describe(device)),
+        "data": td.provenance, "environment": env,
         "command": command,
     }
     rundir.write_json(Path(out_dir) / rundir.FINAL, final)

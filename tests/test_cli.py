@@ -140,3 +140,24 @@ def test_bad_input_is_one_line_exit_2_and_leaves_nothing(case, tiny_model_dir, s
 def test_argparse_errors_are_one_line_too():
     code, _, stderr = spd("finetune", "--task", "rte")
     assert code == 2 and len(stderr.strip().splitlines()) == 1 and "--output" in stderr
+
+
+def test_provenance_is_captured_when_the_run_starts(tiny_model_dir, small_glue, tmp_path,
+                                                    monkeypatch):
+    """A commit made while a run trains must not be recorded as the code that ran."""
+    from spd import rundir, train
+
+    head = {"commit": "commit-at-start"}
+    monkeypatch.setattr(rundir, "git_commit", lambda: {"git_commit": head["commit"], "git_dirty": False})
+    evaluate_dev = train.evaluate_dev
+
+    def evaluate_then_commit(*args, **kwargs):  # someone commits while the run trains
+        head["commit"] = "commit-during-run"
+        return evaluate_dev(*args, **kwargs)
+
+    monkeypatch.setattr(train, "evaluate_dev", evaluate_then_commit)
+    assert main(["finetune", "--task", "rte", "--model", str(tiny_model_dir), "--data-dir",
+                 str(small_glue), "--output", str(tmp_path / "run"), *TINY]) == 0
+    final = json.loads((tmp_path / "run" / "final.json").read_text())
+    assert head["commit"] == "commit-during-run"
+    assert final["environment"]["git_commit"] == "commit-at-start"
