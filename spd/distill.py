@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from spd import data, losses, pruning, rundir
-from spd.config import SPDConfig, config_hash, to_dict
+from spd.config import SPDConfig, to_dict
 from spd.device import autocast, describe
 from spd.errors import SpdError
 from spd.grafting import (draw_layers, export_student, make_student, set_layers,
@@ -24,7 +24,7 @@ from spd.schedules import (constant_rate, cubic_sparsity, linear_rate, stage_bou
                            three_stage_rate)
 from spd.tasks import Task, get_task
 from spd.train import (evaluate, evaluate_dev, finished_run, load_inputs, make_optimizer,
-                       progress_bar, seed_everything, to_device)
+                       progress_bar, run_summary, seed_everything, to_device)
 
 log = logging.getLogger(__name__)
 SPARSITY_FILE = "sparsity.json"
@@ -231,17 +231,9 @@ def prune(cfg: SPDConfig, out_dir: Path, data_dir: Path | None, device: torch.de
     sparsity = {"overall": pruning.overall_sparsity(plain_linears),
                 "per_matrix": pruning.sparsity_table(plain_linears)}
     rundir.write_json(Path(out_dir) / SPARSITY_FILE, sparsity)
-    final = {
-        "task": task.name, "teacher": cfg.teacher, "seed": cfg.seed,
-        "config_hash": config_hash(cfg), "steps": plan.total, "stage_bounds": list(plan.bounds),
-        "epochs": plan.total / plan.steps_per_epoch, "wall_time_s": wall,
-        "main_metric": task.main_metric, "teacher_dev": teacher_dev, "dev": records[-1]["dev"],
-        "best_dev_during_training": best, "train_subset": records[-1].get("train_subset"),
-        "sparsity": sparsity["overall"], "target_sparsity": cfg.prune.sparsity,
-        "num_train_examples": len(td.train),
-        "num_dev_examples": {s: len(e) for s, e in td.dev.items()},
-        "data": td.provenance, "environment": env,
-        "command": command,
-    }
+    final = {**run_summary(cfg, td, records, best, plan.total, plan.steps_per_epoch, wall, env,
+                           command),
+             "teacher": cfg.teacher, "stage_bounds": list(plan.bounds), "teacher_dev": teacher_dev,
+             "sparsity": sparsity["overall"], "target_sparsity": cfg.prune.sparsity}
     rundir.write_json(Path(out_dir) / rundir.FINAL, final)
     return final

@@ -124,6 +124,20 @@ def load_inputs(task: Task, model_name: str, data_cfg, data_dir: Path | None):
     return tokenizer, td, model
 
 
+def run_summary(cfg, td: TaskData, records: list[dict], best: dict, steps: int,
+                steps_per_epoch: int, wall: float, env: dict, command: list[str] | None) -> dict:
+    """The fields of `final.json` that every kind of run shares."""
+    return {
+        "task": td.task.name, "seed": cfg.seed, "config_hash": config_hash(cfg),
+        "steps": steps, "epochs": steps / steps_per_epoch, "wall_time_s": wall,
+        "main_metric": td.task.main_metric, "dev": records[-1]["dev"],
+        "best_dev_during_training": best, "train_subset": records[-1].get("train_subset"),
+        "num_train_examples": len(td.train),
+        "num_dev_examples": {s: len(e) for s, e in td.dev.items()},
+        "data": td.provenance, "environment": env, "command": command,
+    }
+
+
 def progress_bar(total: int, desc: str) -> tqdm:
     """A progress bar with ETA; in a log file (not a terminal) a line every 30 s is enough."""
     return tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True,
@@ -201,16 +215,7 @@ def finetune(cfg: FinetuneConfig, out_dir: Path, data_dir: Path | None, device: 
     bar.close()
     wall = time.perf_counter() - start
     rundir.save_model(model, tokenizer, out_dir)
-    final = {
-        "task": task.name, "model": cfg.model, "seed": cfg.seed, "config_hash": config_hash(cfg),
-        "steps": step, "epochs": step / len(loader), "wall_time_s": wall,
-        "main_metric": task.main_metric, "dev": records[-1]["dev"],
-        "best_dev_during_training": best,
-        "train_subset": records[-1].get("train_subset"),
-        "num_train_examples": len(td.train),
-        "num_dev_examples": {s: len(e) for s, e in td.dev.items()},
-        "data": td.provenance, "environment": env,
-        "command": command,
-    }
+    final = {**run_summary(cfg, td, records, best, step, len(loader), wall, env, command),
+             "model": cfg.model}
     rundir.write_json(Path(out_dir) / rundir.FINAL, final)
     return final
