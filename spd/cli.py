@@ -38,6 +38,15 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
 
 
+def _add_run(p: argparse.ArgumentParser, example: str) -> None:
+    """The arguments of commands that write a run directory."""
+    p.add_argument("--output", required=True, help="run directory to write")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"override a config field, e.g. {example} (repeatable)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a run of another configuration in --output")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="spd", description="Sparse Progressive Distillation research suite.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -45,22 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
     ft = sub.add_parser("finetune", help="fine-tune a dense teacher on a GLUE task")
     _add_common(ft)
     ft.add_argument("--model", help="minilm (packaged default), a hub id or a local folder")
-    ft.add_argument("--output", required=True, help="run directory to write")
-    ft.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a config field, e.g. optim.lr=3e-5 (repeatable)")
-    ft.add_argument("--overwrite", action="store_true",
-                    help="replace a run of another configuration in --output")
+    _add_run(ft, "optim.lr=3e-5")
 
     pr = sub.add_parser("prune", help="SPD: prune a student while the fine-tuned teacher distils into it")
     _add_common(pr)
     pr.add_argument("--teacher", required=True, help="the fine-tuned teacher: run folder, model folder or hub id")
     pr.add_argument("--sparsity", required=True, help="target sparsity s_f in [0, 1)")
-    pr.add_argument("--output", required=True, help="run directory to write")
     pr.add_argument("--preset", default="cpu", help="cpu (default), official, official_readme, smoke")
-    pr.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a config field, e.g. replace.p_0=0.8 (repeatable)")
-    pr.add_argument("--overwrite", action="store_true",
-                    help="replace a run of another configuration in --output")
+    _add_run(pr, "replace.p_0=0.8")
 
     rp = sub.add_parser("report", help="print a Markdown table of finished runs' final.json")
     rp.add_argument("runs", nargs="+", help="run directories")
@@ -107,6 +108,7 @@ def cmd_prune(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    from spd import rundir
     from spd.config import DataConfig
     from spd.device import resolve_device
     from spd.train import evaluate_dev, load_task_data
@@ -115,10 +117,7 @@ def cmd_evaluate(args) -> int:
 
     task = get_task(args.task)
     DataConfig(max_length=args.max_length, eval_batch_size=args.batch_size)  # validates both
-    model_dir = Path(args.model)
-    if (model_dir / "model").is_dir():  # a run folder: evaluate the model it saved
-        model_dir = model_dir / "model"
-    name = str(model_dir) if model_dir.exists() else args.model
+    name = rundir.model_source(args.model)
     data_dir, device = data_dir_from(args.data_dir), resolve_device(args.device)
     tokenizer = load_tokenizer(name)
     td = load_task_data(task, tokenizer, data_dir, args.max_length, train_eval_size=0)

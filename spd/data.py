@@ -109,10 +109,9 @@ def data_provenance(task: Task, splits, data_dir: Path | None, hub_repo: str = H
     """What the rows came from: the sha256 of each local file, or the hub dataset's name."""
     if data_dir is None:
         return {"source": f"hub:{hub_repo}"}
-    return {"source": "local", **{
-        split: {"file": find_split_file(data_dir, task, split).name,
-                "sha256": file_sha256(find_split_file(data_dir, task, split))}
-        for split in splits}}
+    files = {split: find_split_file(data_dir, task, split) for split in splits}
+    return {"source": "local", **{split: {"file": path.name, "sha256": file_sha256(path)}
+                                  for split, path in files.items()}}
 
 
 def encode(rows: list[dict], task: Task, tokenizer, max_length: int) -> list[dict]:

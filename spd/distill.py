@@ -119,13 +119,10 @@ def _epochs(loader):
 
 
 def teacher_path(name: str) -> str:
-    """A run folder's `model/`, else the name itself (a model folder or a hub id)."""
-    path = Path(name)
-    if (path / rundir.MODEL).is_dir():
-        return str(path / rundir.MODEL)
+    """The teacher to load: a run folder's `model/`, a model folder or a hub id."""
     if not name:
         raise SpdError("--teacher: got ''; allowed: a teacher run folder, model folder or hub id")
-    return name
+    return rundir.model_source(name)
 
 
 def prune(cfg: SPDConfig, out_dir: Path, data_dir: Path | None, device: torch.device,

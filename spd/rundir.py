@@ -39,6 +39,12 @@ def read_json(path: Path):
         return json.load(f)
 
 
+def model_source(name: str) -> str:
+    """A run folder's `model/`, else the name itself (a model folder or a hub id)."""
+    path = Path(name)
+    return str(path / MODEL) if (path / MODEL).is_dir() else name
+
+
 def save_model(model, tokenizer, run_dir: Path) -> Path:
     """save_pretrained into a temporary folder, then swap it in as `model/`."""
     final = Path(run_dir) / MODEL

@@ -34,7 +34,7 @@ def seed_everything(seed: int) -> None:
 
 @dataclass
 class TaskData:
-    """A task's encoded splits and loaders; built once per run."""
+    """A task's encoded splits, the fixed train subset and where the rows came from."""
 
     task: Task
     tokenizer: object
@@ -94,7 +94,7 @@ def evaluate_dev(model, td: TaskData, device, batch_size: int) -> dict:
 def make_optimizer(model, lr: float, weight_decay: float) -> torch.optim.AdamW:
     """AdamW; biases and LayerNorm weights get no weight decay."""
     decay, no_decay = [], []
-    for name, p in model.named_parameters():
+    for p in model.parameters():
         if p.requires_grad:
             (no_decay if p.ndim < 2 else decay).append(p)
     return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
