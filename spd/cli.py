@@ -47,21 +47,46 @@ def _add_run(p: argparse.ArgumentParser, example: str) -> None:
                    help="replace a run of another configuration in --output")
 
 
+def _add_model(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="minilm (packaged default), a hub id or a local folder")
+
+
+def _add_preset(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default="cpu", help="cpu (default), official, official_readme, smoke")
+
+
+def _add_spd(p: argparse.ArgumentParser) -> None:
+    """The arguments every SPD command shares."""
+    p.add_argument("--sparsity", required=True, help="target sparsity s_f in [0, 1)")
+    _add_preset(p)
+    _add_run(p, "replace.p_0=0.8")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run in --output from its last checkpoint")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="spd", description="Sparse Progressive Distillation research suite.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     ft = sub.add_parser("finetune", help="fine-tune a dense teacher on a GLUE task")
     _add_common(ft)
-    ft.add_argument("--model", help="minilm (packaged default), a hub id or a local folder")
+    _add_model(ft)
+    _add_preset(ft)
     _add_run(ft, "optim.lr=3e-5")
 
     pr = sub.add_parser("prune", help="SPD: prune a student while the fine-tuned teacher distils into it")
     _add_common(pr)
-    pr.add_argument("--teacher", required=True, help="the fine-tuned teacher: run folder, model folder or hub id")
-    pr.add_argument("--sparsity", required=True, help="target sparsity s_f in [0, 1)")
-    pr.add_argument("--preset", default="cpu", help="cpu (default), official, official_readme, smoke")
-    _add_run(pr, "replace.p_0=0.8")
+    pr.add_argument("--teacher", required=True, help="the fine-tuned teacher: run folder, model "
+                    "folder or hub id (the student starts as its copy: this is prune's model)")
+    _add_spd(pr)
+
+    rn = sub.add_parser("run", help="fine-tune the teacher (reusing OUTPUT/teacher), then SPD")
+    _add_common(rn)
+    _add_model(rn)
+    _add_spd(rn)
+    rn.add_argument("--teacher-set", dest="teacher_overrides", action="append", default=[],
+                    metavar="KEY=VALUE", help="override a field of the teacher's fine-tuning "
+                    "config, e.g. optim.lr=3e-5 (repeatable)")
 
     rp = sub.add_parser("report", help="print a Markdown table of finished runs' final.json")
     rp.add_argument("runs", nargs="+", help="run directories")
@@ -75,12 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_finetune(args) -> int:
-    from spd.config import FinetuneConfig, apply_overrides
+    from spd.config import finetune_config
     from spd.device import resolve_device
     from spd.train import finetune
 
-    cfg = FinetuneConfig(task=args.task, **({"model": args.model} if args.model else {}))
-    cfg = apply_overrides(cfg, args.overrides)
+    cfg = finetune_config(args.task, args.model, args.preset, args.overrides)
     data_dir, device = data_dir_from(args.data_dir), resolve_device(args.device)
     final = finetune(cfg, Path(args.output), data_dir, device, overwrite=args.overwrite,
                      command=["spd", *sys.argv[1:]])
@@ -88,6 +112,13 @@ def cmd_finetune(args) -> int:
     print(f"{final['task']} dev {metric} {final['dev'][metric]:.4f} "
           f"({final['steps']} steps, {final['wall_time_s']:.0f} s); results in {args.output}")
     return 0
+
+
+def _print_student(final: dict, output: str) -> None:
+    metric = final["main_metric"]
+    print(f"{final['task']} student dev {metric} {final['dev'][metric]:.4f} at sparsity "
+          f"{final['sparsity']:.3f} (teacher {final['teacher_dev'][metric]:.4f}; "
+          f"{final['steps']} steps, {final['wall_time_s']:.0f} s); results in {output}")
 
 
 def cmd_prune(args) -> int:
@@ -99,11 +130,40 @@ def cmd_prune(args) -> int:
                      [f"prune.sparsity={args.sparsity}", *args.overrides])
     data_dir, device = data_dir_from(args.data_dir), resolve_device(args.device)
     final = prune(cfg, Path(args.output), data_dir, device, overwrite=args.overwrite,
-                  command=["spd", *sys.argv[1:]])
-    metric = final["main_metric"]
-    print(f"{final['task']} student dev {metric} {final['dev'][metric]:.4f} at sparsity "
-          f"{final['sparsity']:.3f} (teacher {final['teacher_dev'][metric]:.4f}; "
-          f"{final['steps']} steps, {final['wall_time_s']:.0f} s); results in {args.output}")
+                  command=["spd", *sys.argv[1:]], resume=args.resume)
+    _print_student(final, args.output)
+    return 0
+
+
+TEACHER_DIR = "teacher"
+
+
+def cmd_run(args) -> int:
+    """The teacher in OUTPUT/teacher (fine-tuned, or reused when already there), then SPD in OUTPUT."""
+    from spd import rundir
+    from spd.config import finetune_config, spd_config, to_dict
+    from spd.device import resolve_device
+    from spd.distill import prune
+    from spd.train import finetune
+
+    out = Path(args.output)
+    teacher_dir = out / TEACHER_DIR
+    tcfg = finetune_config(args.task, args.model, args.preset, args.teacher_overrides)
+    cfg = spd_config(args.task, str(teacher_dir), args.preset,
+                     [f"prune.sparsity={args.sparsity}", *args.overrides])
+    data_dir, device = data_dir_from(args.data_dir), resolve_device(args.device)
+    rundir.check_writable(out)
+    rundir.check_existing(out, to_dict(cfg), args.overwrite)  # refuse before the teacher's work
+    command = ["spd", *sys.argv[1:]]
+    # --overwrite replaces the teacher only when it was fine-tuned with another configuration.
+    retrain = args.overwrite and not rundir.holds_config(teacher_dir, to_dict(tcfg))
+    teacher = finetune(tcfg, teacher_dir, data_dir, device, overwrite=retrain, command=command)
+    metric = teacher["main_metric"]
+    print(f"{args.task} teacher dev {metric} {teacher['dev'][metric]:.4f} "
+          f"({teacher['wall_time_s']:.0f} s); in {teacher_dir}")
+    final = prune(cfg, out, data_dir, device, overwrite=args.overwrite, command=command,
+                  resume=args.resume)
+    _print_student(final, args.output)
     return 0
 
 
@@ -142,8 +202,8 @@ def main(argv: list[str] | None = None) -> int:
 
         transformers.logging.set_verbosity_error()
         transformers.utils.logging.disable_progress_bar()
-        return {"finetune": cmd_finetune, "prune": cmd_prune, "evaluate": cmd_evaluate,
-                "report": cmd_report}[args.command](args)
+        return {"finetune": cmd_finetune, "prune": cmd_prune, "run": cmd_run,
+                "evaluate": cmd_evaluate, "report": cmd_report}[args.command](args)
     except SpdError as e:
         print(f"spd: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT

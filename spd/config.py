@@ -241,6 +241,9 @@ class SPDConfig:
         teacher: the fine-tuned teacher (a run folder, its model/ folder or a hub id).
         seed: seeds data order, dropout, the layer draws and the random criterion.
         eval_every: evaluate every this many steps; 0 means once per epoch.
+        log_every: log the realised schedules and loss terms every this many steps.
+        checkpoint_every: save a checkpoint every this many steps for `--resume`; 0 means at
+            each evaluation. Deleted when the run finishes.
         train_rest: also train embeddings, pooler and classifier (official: frozen).
     """
 
@@ -248,6 +251,8 @@ class SPDConfig:
     teacher: str = ""
     seed: int = 42
     eval_every: int = 0
+    log_every: int = 10
+    checkpoint_every: int = 0
     train_rest: bool = False
     data: DataConfig = field(default_factory=DataConfig)
     optim: SPDOptimConfig = field(default_factory=SPDOptimConfig)
@@ -260,6 +265,9 @@ class SPDConfig:
         get_task(self.task)
         _check("seed", self.seed, 0 <= self.seed < 2 ** 32, "an integer in [0, 2**32)")
         _check("eval_every", self.eval_every, self.eval_every >= 0, "an integer >= 0")
+        _check("log_every", self.log_every, self.log_every >= 1, "an integer >= 1")
+        _check("checkpoint_every", self.checkpoint_every, self.checkpoint_every >= 0,
+               "an integer >= 0")
 
 
 # Presets are --set overrides applied before the user's own, so a preset reads like a command.
@@ -286,6 +294,27 @@ SPD_PRESETS: dict[str, list[str]] = {
               "prune.updates=3", "eval_every=12", "data.max_length=64",
               "data.train_eval_size=32"],
 }
+
+
+# The teacher's fine-tuning under the same preset names as SPD (`spd run` uses both).
+FINETUNE_PRESETS: dict[str, list[str]] = {
+    # spd's measured default for the embedded MiniLM (README teacher table).
+    "cpu": [],
+    # The paper's teacher recipe for BERT-base (SPD_METHOD.md): lr 3e-5, 4 epochs, batch 32.
+    "official": ["optim.lr=3e-5", "optim.epochs=4", "data.batch_size=32", "data.max_length=128"],
+    "official_readme": ["optim.lr=3e-5", "optim.epochs=4", "data.batch_size=32",
+                        "data.max_length=128"],
+    "smoke": ["optim.max_steps=12", "eval_every=12", "data.max_length=64",
+              "data.train_eval_size=32"],
+}
+
+
+def finetune_config(task: str, model: str | None = None, preset: str = "cpu",
+                    overrides: list[str] = ()) -> FinetuneConfig:
+    """A FinetuneConfig from a preset and the user's `--set` overrides (in that order)."""
+    _choice("--preset", preset, tuple(FINETUNE_PRESETS))
+    cfg = FinetuneConfig(task=task, **({"model": model} if model else {}))
+    return apply_overrides(cfg, [*FINETUNE_PRESETS[preset], *overrides])
 
 
 def spd_config(task: str, teacher: str, preset: str = "cpu", overrides: list[str] = ()) -> SPDConfig:

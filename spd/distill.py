@@ -8,7 +8,7 @@ step on the weighted sum of the loss terms. Schedules are pure functions of the 
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -125,13 +125,52 @@ def teacher_path(name: str) -> str:
     return rundir.model_source(name)
 
 
+@dataclass
+class Progress:
+    """Everything about a run that changes step by step, besides the weights and the optimizer."""
+
+    step: int = 0
+    records: list = field(default_factory=list)
+    best: dict | None = None
+    sums: dict = field(default_factory=dict)  # loss terms summed since the last log record
+    n_sum: int = 0
+    sparsity: float | None = None  # the sparsity the masks were last pruned to
+    elapsed_s: float = 0.0
+    resumed_at_steps: list = field(default_factory=list)
+
+
+def _resume_point(cfg: SPDConfig, out_dir: Path, overwrite: bool, resume: bool) -> dict | None:
+    """The checkpoint to continue from, or None to start afresh.
+
+    An unfinished run of the same configuration is never silently restarted: it needs --resume
+    (or --overwrite to throw it away).
+    """
+    if overwrite:
+        return None
+    ckpt = rundir.load_checkpoint(out_dir)
+    if ckpt is not None and not resume:
+        raise SpdError(f"--output {str(out_dir)!r} holds an unfinished run (checkpoint at step "
+                       f"{ckpt['progress']['step']}); allowed: --resume to continue it, or "
+                       f"--overwrite to start again")
+    if ckpt is None and resume:
+        log.info("%s holds no checkpoint: starting from step 0", out_dir)
+    return ckpt
+
+
 def prune(cfg: SPDConfig, out_dir: Path, data_dir: Path | None, device: torch.device,
-          overwrite: bool = False, command: list[str] | None = None) -> dict:
-    """Run SPD from the fine-tuned `cfg.teacher` and write the run directory `out_dir`."""
+          overwrite: bool = False, command: list[str] | None = None,
+          resume: bool = False) -> dict:
+    """Run SPD from the fine-tuned `cfg.teacher` and write the run directory `out_dir`.
+
+    With `resume`, an interrupted run continues from its last checkpoint and ends with the same
+    weights and metrics as an uninterrupted one (bitwise on the CPU).
+    """
     task = get_task(cfg.task)
+    out_dir = Path(out_dir)
     done = finished_run(out_dir, cfg, overwrite)
     if done:
         return done
+    ckpt = _resume_point(cfg, out_dir, overwrite, resume)
     seed_everything(cfg.seed)
     tokenizer, td, teacher = load_inputs(task, teacher_path(cfg.teacher), cfg.data, data_dir)
     loader = data.make_loader(td.train, cfg.data.batch_size, tokenizer.pad_token_id,
@@ -139,8 +178,6 @@ def prune(cfg: SPDConfig, out_dir: Path, data_dir: Path | None, device: torch.de
     plan = make_plan(cfg, len(loader))
     for warning in audit(cfg, plan):
         log.warning("audit: %s", warning)
-    rundir.start(out_dir, to_dict(cfg))
-    env = rundir.environment(describe(device))  # the code as it is now, when the run starts
 
     teacher.to(device).eval()
     student = make_student(teacher)
@@ -152,6 +189,26 @@ def prune(cfg: SPDConfig, out_dir: Path, data_dir: Path | None, device: torch.de
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_at(s, cfg, plan))
     trainable = [p for p in student.parameters() if p.requires_grad]
     eval_every = cfg.eval_every or plan.steps_per_epoch
+    checkpoint_every = cfg.checkpoint_every or eval_every
+    batches = _epochs(loader)
+
+    if ckpt is None:
+        rundir.start(out_dir, to_dict(cfg))
+        env = rundir.environment(describe(device))  # the code as it is now, when the run starts
+        progress = Progress()
+        teacher_dev = evaluate_dev(teacher, td, device, cfg.data.eval_batch_size)
+    else:
+        env, teacher_dev = ckpt["env"], ckpt["teacher_dev"]
+        progress = Progress(**ckpt["progress"])
+        progress.resumed_at_steps.append(progress.step)
+        student.load_state_dict(ckpt["student"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        for _ in range(progress.step):  # the data order continues where it stopped
+            next(batches)
+        torch.set_rng_state(ckpt["rng"])  # dropout continues where it stopped
+        if device.type == "cuda":
+            torch.cuda.set_rng_state(ckpt["cuda_rng"], device)
 
     def eval_student() -> dict:
         set_layers(student, torch.ones(n_layers, dtype=torch.bool))
@@ -159,22 +216,29 @@ def prune(cfg: SPDConfig, out_dir: Path, data_dir: Path | None, device: torch.de
         if td.train_subset:
             out["train_subset"] = evaluate(student, td.train_subset, task, device,
                                            cfg.data.eval_batch_size, tokenizer.pad_token_id)
+        student.train()
         return out
 
-    teacher_dev = evaluate_dev(teacher, td, device, cfg.data.eval_batch_size)
-    log.info("SPD on %s: teacher dev %s %.4f; %d steps (stages end at %s), device %s",
+    def checkpoint() -> None:
+        rundir.save_checkpoint(out_dir, {
+            "progress": asdict(progress), "student": student.state_dict(),
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "rng": torch.get_rng_state(), "env": env, "teacher_dev": teacher_dev,
+            **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {})})
+
+    log.info("SPD on %s: teacher dev %s %.4f; %d steps (stages end at %s), device %s%s",
              task.name, task.main_metric, teacher_dev[task.main_metric], plan.total,
-             plan.bounds, describe(device))
-    records, best, sums, n_sum = [], None, {}, 0
-    current_s, start = None, time.perf_counter()
-    batches = _epochs(loader)
+             plan.bounds, describe(device),
+             f"; resuming at step {progress.step}" if progress.step else "")
+    start = time.perf_counter() - progress.elapsed_s
     bar = progress_bar(plan.total, f"spd {task.name}")
+    bar.update(progress.step)
     student.train()
-    for step in range(plan.total):
+    for step in range(progress.step, plan.total):
         s = sparsity_at(step, cfg, plan)
-        if s != current_s:
+        if s != progress.sparsity:
             pruning.prune_to(linears, s, cfg.prune.scope, cfg.prune.criterion, cfg.seed)
-            current_s = s
+            progress.sparsity = s
         p = replace_p_at(step, cfg, plan)
         set_layers(student, draw_layers(cfg.seed, step, p, n_layers))
         batch = to_device(next(batches), device)
@@ -199,25 +263,32 @@ def prune(cfg: SPDConfig, out_dir: Path, data_dir: Path | None, device: torch.de
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        sums = {k: sums.get(k, 0.0) + v for k, v in values.items()}
-        n_sum += 1
+        progress.sums = {k: progress.sums.get(k, 0.0) + v for k, v in values.items()}
+        progress.n_sum += 1
+        progress.step = done = step + 1
         bar.update(1)
-        done = step + 1
-        if done % eval_every == 0 or done == plan.total:
+        evaluate_now = done % eval_every == 0 or done == plan.total
+        if done % cfg.log_every == 0 or evaluate_now:
             rec = {"step": done, "epoch": done / plan.steps_per_epoch,
                    "stage": ("prune", "graft", "finetune")[sum(step >= b for b in plan.bounds[:2])],
-                   "sparsity": current_s, "realised_sparsity": pruning.overall_sparsity(linears),
+                   "sparsity": progress.sparsity,
+                   "realised_sparsity": pruning.overall_sparsity(linears),
                    "replace_p": p, "lr": scheduler.get_last_lr()[0],
-                   "loss": {k: v / n_sum for k, v in sums.items()},
-                   "elapsed_s": time.perf_counter() - start, **eval_student()}
-            student.train()
-            records.append(rec)
-            rundir.write_jsonl(Path(out_dir) / rundir.METRICS, records)
-            sums, n_sum = {}, 0
-            if best is None or rec["dev"][task.main_metric] > best["dev"][task.main_metric]:
-                best = {"step": done, "dev": rec["dev"]}
-            bar.set_postfix({task.main_metric: f"{rec['dev'][task.main_metric]:.4f}",
-                             "s": f"{current_s:.3f}", "p": f"{p:.2f}"})
+                   "loss": {k: v / progress.n_sum for k, v in progress.sums.items()},
+                   "elapsed_s": time.perf_counter() - start,
+                   **(eval_student() if evaluate_now else {})}
+            progress.records.append(rec)
+            progress.sums, progress.n_sum = {}, 0
+            rundir.write_jsonl(out_dir / rundir.METRICS, progress.records)
+            if evaluate_now:
+                if (progress.best is None
+                        or rec["dev"][task.main_metric] > progress.best["dev"][task.main_metric]):
+                    progress.best = {"step": done, "dev": rec["dev"]}
+                bar.set_postfix({task.main_metric: f"{rec['dev'][task.main_metric]:.4f}",
+                                 "s": f"{progress.sparsity:.3f}", "p": f"{p:.2f}"})
+        if done % checkpoint_every == 0 and done < plan.total:
+            progress.elapsed_s = time.perf_counter() - start
+            checkpoint()
     bar.close()
     wall = time.perf_counter() - start
 
@@ -227,10 +298,13 @@ def prune(cfg: SPDConfig, out_dir: Path, data_dir: Path | None, device: torch.de
     rundir.save_model(plain, tokenizer, out_dir)
     sparsity = {"overall": pruning.overall_sparsity(plain_linears),
                 "per_matrix": pruning.sparsity_table(plain_linears)}
-    rundir.write_json(Path(out_dir) / SPARSITY_FILE, sparsity)
-    final = {**run_summary(cfg, td, records, best, plan.total, plan.steps_per_epoch, wall, env,
-                           command),
+    rundir.write_json(out_dir / SPARSITY_FILE, sparsity)
+    evals = [r for r in progress.records if "dev" in r]
+    final = {**run_summary(cfg, td, evals, progress.best, plan.total, plan.steps_per_epoch, wall,
+                           env, command),
              "teacher": cfg.teacher, "stage_bounds": list(plan.bounds), "teacher_dev": teacher_dev,
-             "sparsity": sparsity["overall"], "target_sparsity": cfg.prune.sparsity}
-    rundir.write_json(Path(out_dir) / rundir.FINAL, final)
+             "sparsity": sparsity["overall"], "target_sparsity": cfg.prune.sparsity,
+             "resumed_at_steps": progress.resumed_at_steps}
+    rundir.write_json(out_dir / rundir.FINAL, final)
+    (out_dir / rundir.CHECKPOINT).unlink(missing_ok=True)
     return final

@@ -10,6 +10,7 @@ from pathlib import Path
 from spd.errors import SpdError
 
 CONFIG, METRICS, FINAL, MODEL = "config.json", "metrics.jsonl", "final.json", "model"
+CHECKPOINT = "checkpoint.pt"
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -57,6 +58,31 @@ def save_model(model, tokenizer, run_dir: Path) -> Path:
     return final
 
 
+def save_checkpoint(run_dir: Path, state: dict) -> None:
+    """torch.save `state` as the run's checkpoint, atomically (a kill leaves the old one)."""
+    import torch
+
+    path = Path(run_dir) / CHECKPOINT
+    tmp = path.with_name(f".{CHECKPOINT}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(run_dir: Path) -> dict | None:
+    import torch
+
+    path = Path(run_dir) / CHECKPOINT
+    return torch.load(path, weights_only=True) if path.is_file() else None
+
+
+def holds_config(run_dir: Path, config: dict) -> bool:
+    """Whether `run_dir` holds a run (finished or not) of exactly `config`."""
+    try:
+        return read_json(Path(run_dir) / CONFIG) == config
+    except (OSError, ValueError):
+        return False
+
+
 def check_existing(run_dir: Path, config: dict, overwrite: bool) -> bool:
     """Check `run_dir` before a run of `config`, changing nothing.
 
@@ -66,14 +92,9 @@ def check_existing(run_dir: Path, config: dict, overwrite: bool) -> bool:
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise SpdError(f"--output {str(run_dir)!r} is a file; allowed: a new or a run folder")
-    existing = run_dir / CONFIG
-    if overwrite or not existing.is_file():
+    if overwrite or not (run_dir / CONFIG).is_file():
         return False
-    try:
-        same = read_json(existing) == config
-    except (OSError, ValueError):
-        same = False
-    if not same:
+    if not holds_config(run_dir, config):
         raise SpdError(f"--output {str(run_dir)!r} holds a run with a different configuration; "
                        f"allowed: a new folder, or --overwrite to replace it")
     return (run_dir / FINAL).is_file()
@@ -84,7 +105,7 @@ def start(run_dir: Path, config: dict) -> None:
     run_dir = Path(run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        for name in (METRICS, FINAL):
+        for name in (METRICS, FINAL, CHECKPOINT):
             (run_dir / name).unlink(missing_ok=True)
         write_json(run_dir / CONFIG, config)
     except OSError as e:
@@ -121,6 +142,6 @@ def environment(device_text: str) -> dict:
 
     from spd import __version__
 
-    return {"spd": __version__, "torch": torch.__version__,
+    return {"spd": __version__, "torch": str(torch.__version__),
             "transformers": transformers.__version__, "python": platform.python_version(),
             "platform": platform.platform(), "device": device_text, **git_commit()}

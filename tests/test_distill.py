@@ -5,6 +5,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
+from spd import distill
 from spd.cli import main
 from spd.pruning import overall_sparsity, prunable_linears, encoder_layers
 from tests.test_cli import TINY
@@ -18,18 +19,29 @@ def tiny_teacher(tiny_model_dir, small_glue, tmp_path_factory):
     return out
 
 
+def smoke_prune(teacher, glue, out, *extra) -> list[str]:
+    """`spd prune` arguments of the smoke run these tests share (24 steps, batch 8)."""
+    return ["prune", "--task", "rte", "--teacher", str(teacher), "--sparsity", "0.75",
+            "--data-dir", str(glue), "--output", str(out), "--preset", "smoke",
+            "--set", "data.batch_size=8", "--set", "eval_every=8", "--set", "log_every=2", *extra]
+
+
 @pytest.fixture(scope="module")
 def pruned(tiny_teacher, small_glue, tmp_path_factory):
     out = tmp_path_factory.mktemp("spd") / "rte"
-    assert main(["prune", "--task", "rte", "--teacher", str(tiny_teacher), "--sparsity", "0.75",
-                 "--data-dir", str(small_glue), "--output", str(out), "--preset", "smoke",
-                 "--set", "data.batch_size=8", "--set", "eval_every=4"]) == 0
+    assert main(smoke_prune(tiny_teacher, small_glue, out)) == 0
     return out
 
 
+def read_metrics(run) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
 def test_schedules_are_realised_and_logged(pruned):
-    records = [json.loads(line) for line in (pruned / "metrics.jsonl").read_text().splitlines()]
-    assert records[-1]["step"] == 24  # smoke: 12 + 8 + 4 steps
+    records = read_metrics(pruned)
+    # smoke: 12 + 8 + 4 steps, the schedules every 2 steps, dev every 8 and at the end
+    assert [r["step"] for r in records] == list(range(2, 25, 2))
+    assert [r["step"] for r in records if "dev" in r] == [8, 16, 24]
     sparsity = [r["sparsity"] for r in records]
     p = [r["replace_p"] for r in records]
     assert sparsity == sorted(sparsity) and sparsity[-1] == 0.75
@@ -66,12 +78,44 @@ def test_p_zero_and_no_pruning_leave_the_teacher(tiny_teacher, small_glue, tmp_p
 
 def test_two_seeded_runs_are_bitwise_equal(pruned, tiny_teacher, small_glue, tmp_path):
     out = tmp_path / "again"
-    assert main(["prune", "--task", "rte", "--teacher", str(tiny_teacher), "--sparsity", "0.75",
-                 "--data-dir", str(small_glue), "--output", str(out), "--preset", "smoke",
-                 "--set", "data.batch_size=8", "--set", "eval_every=4"]) == 0
-    a = json.loads((pruned / "metrics.jsonl").read_text().splitlines()[-1])
-    b = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
-    assert a["loss"] == b["loss"] and a["dev"] == b["dev"]
+    assert main(smoke_prune(tiny_teacher, small_glue, out)) == 0
+    assert without_times(read_metrics(out)) == without_times(read_metrics(pruned))
+    assert_same_weights(out, pruned)
+
+
+def without_times(records: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "elapsed_s"} for r in records]
+
+
+def assert_same_weights(a, b) -> None:
+    wa = AutoModelForSequenceClassification.from_pretrained(a / "model").state_dict()
+    wb = AutoModelForSequenceClassification.from_pretrained(b / "model").state_dict()
+    assert wa.keys() == wb.keys()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_killed_run_resumes_to_the_uninterrupted_result(pruned, tiny_teacher, small_glue,
+                                                        tmp_path, monkeypatch):
+    out = tmp_path / "killed"
+    real_draw = distill.draw_layers
+
+    def dying_draw(seed, step, p, n_layers):
+        if step == 13:  # after the checkpoint at step 12 (every 6 steps)
+            raise KeyboardInterrupt
+        return real_draw(seed, step, p, n_layers)
+
+    args = smoke_prune(tiny_teacher, small_glue, out, "--set", "checkpoint_every=6")
+    monkeypatch.setattr(distill, "draw_layers", dying_draw)
+    assert main(args) == 130
+    monkeypatch.setattr(distill, "draw_layers", real_draw)
+    assert (out / "checkpoint.pt").is_file() and not (out / "final.json").exists()
+    assert main(args) == 2  # an unfinished run is neither lost nor silently restarted
+    assert main([*args, "--resume"]) == 0
+    assert not (out / "checkpoint.pt").exists()  # the finished run needs it no more
+    final = json.loads((out / "final.json").read_text())
+    assert final["resumed_at_steps"] == [12]
+    assert without_times(read_metrics(out)) == without_times(read_metrics(pruned))
+    assert_same_weights(out, pruned)
 
 
 from spd.config import spd_config  # noqa: E402
@@ -100,3 +144,35 @@ def test_audit_flags_window_shorter_than_an_interval_and_sparsity_never_reached(
 
 def test_default_preset_raises_no_warning():
     assert _audit() == []
+
+
+def spd_run(model, glue, out, sparsity, *extra) -> list[str]:
+    return ["run", "--task", "rte", "--model", str(model), "--sparsity", str(sparsity),
+            "--preset", "smoke", "--data-dir", str(glue), "--output", str(out),
+            "--set", "data.batch_size=8", "--teacher-set", "data.batch_size=8", *extra]
+
+
+def test_spd_run_fine_tunes_the_teacher_once_then_prunes(tiny_model_dir, small_glue, tmp_path):
+    out = tmp_path / "run"
+    assert main(spd_run(tiny_model_dir, small_glue, out, 0.5)) == 0
+    teacher = json.loads((out / "teacher" / "final.json").read_text())
+    final = json.loads((out / "final.json").read_text())
+    assert teacher["steps"] == 12  # the smoke preset reaches the teacher's fine-tuning too
+    assert final["teacher"] == str(out / "teacher") and final["teacher_dev"] == teacher["dev"]
+    assert final["steps"] == 24 and final["sparsity"] == pytest.approx(0.5, abs=1e-3)
+    stamp = (out / "teacher" / "final.json").stat().st_mtime_ns
+    assert main(spd_run(tiny_model_dir, small_glue, out, 0.25)) == 2  # another student: refused
+    assert main(spd_run(tiny_model_dir, small_glue, out, 0.25, "--overwrite")) == 0
+    assert (out / "teacher" / "final.json").stat().st_mtime_ns == stamp  # teacher reused
+    assert json.loads((out / "final.json").read_text())["target_sparsity"] == 0.25
+
+
+def test_unknown_preset_is_refused_by_every_command(tiny_model_dir, small_glue, tmp_path, capsys):
+    for args in (["finetune", "--task", "rte", "--output", str(tmp_path / "f")],
+                 ["prune", "--task", "rte", "--teacher", "t", "--sparsity", "0.5",
+                  "--output", str(tmp_path / "p")],
+                 spd_run(tiny_model_dir, small_glue, tmp_path / "r", 0.5)):
+        capsys.readouterr()
+        assert main([*args, "--preset", "fast"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "'fast'" in err and "smoke" in err
