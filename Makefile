@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # ../shared/data/glue is the offline GLUE copy beside the checkout; elsewhere spd uses the hub.
 SHARED_GLUE := $(abspath ../shared/data/glue)
 export SPD_DATA_DIR ?= $(if $(wildcard $(SHARED_GLUE)),$(SHARED_GLUE),)
-RUN_DIR ?= runs/mrpc-teacher
+RUN_DIR ?= runs/mrpc-spd0.9
 
 SPD := $(VENV)/bin/spd
 TEACHERS := ablations/results/teachers
@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: install
-	$(SPD) finetune --task mrpc --output $(RUN_DIR)
+	$(SPD) run --task mrpc --sparsity 0.9 --output $(RUN_DIR)
 
 # make reports any failing recipe as exit 2; PYTEST_EXIT_FILE (set by .ci/run) keeps pytest's own code.
 test: install

@@ -90,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("report", help="print a Markdown table of finished runs' final.json")
     rp.add_argument("runs", nargs="+", help="run directories")
+    rp.add_argument("--write", action="store_true",
+                    help="(re)write report.md and its plots in each SPD run instead")
 
     ev = sub.add_parser("evaluate", help="print a model's GLUE dev metrics as JSON")
     _add_common(ev)
@@ -188,8 +190,12 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from spd.report import load_finals, runs_table
+    from spd.report import load_finals, runs_table, write_run_report
 
+    if args.write:
+        for run in args.runs:
+            print(write_run_report(Path(run)))
+        return 0
     print(runs_table(load_finals([Path(r) for r in args.runs])), end="")
     return 0
 

@@ -18,6 +18,7 @@ from spd import data, losses, pruning, rundir
 from spd.config import SPDConfig, to_dict
 from spd.device import autocast, describe
 from spd.errors import SpdError
+from spd.report import write_run_report
 from spd.grafting import (draw_layers, export_student, make_student, set_layers,
                           set_trainable_rest, slots, student_layers)
 from spd.schedules import (constant_rate, cubic_sparsity, linear_rate, stage_bounds, staged_lr,
@@ -306,5 +307,6 @@ def prune(cfg: SPDConfig, out_dir: Path, data_dir: Path | None, device: torch.de
              "sparsity": sparsity["overall"], "target_sparsity": cfg.prune.sparsity,
              "resumed_at_steps": progress.resumed_at_steps}
     rundir.write_json(out_dir / rundir.FINAL, final)
+    write_run_report(out_dir)
     (out_dir / rundir.CHECKPOINT).unlink(missing_ok=True)
     return final

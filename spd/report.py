@@ -1,4 +1,5 @@
 """Markdown tables from saved `final.json` files: pure functions, never scraped from logs."""
+import json
 from pathlib import Path
 
 from spd import rundir
@@ -33,3 +34,118 @@ def runs_table(finals: list[dict]) -> str:
             f"{m} {best['dev'][m]:.4f} ({best['step']}) | {_metrics(train) or '-'} | "
             f"{f['steps']} | {f['wall_time_s'] / 60:.1f} min | {f['environment']['device']} |")
     return "\n".join(lines) + "\n"
+
+
+REPORT, PLOTS = "report.md", ("curves.png", "schedules.png", "losses.png", "layer_sparsity.png")
+STAGES = ("prune", "graft", "finetune")
+
+
+def _stage_lines(ax, bounds) -> None:
+    for b in bounds[:2]:
+        ax.axvline(b, color="grey", lw=0.8, ls=":")
+
+
+def write_plots(run_dir: Path, final: dict, records: list[dict], per_matrix: dict) -> None:
+    """The report's PNGs (seaborn), from the run's own files."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="paper")
+    m, bounds = final["main_metric"], final["stage_bounds"]
+    evals = [r for r in records if "dev" in r]
+    rows = [{"step": r["step"], "split": split, m: r[split][m]}
+            for r in evals for split in ("dev", "train_subset") if r.get(split)]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    sns.lineplot(pd.DataFrame(rows), x="step", y=m, hue="split", marker="o", ax=ax)
+    ax.axhline(final["teacher_dev"][m], color="black", ls="--", lw=1, label="teacher dev")
+    _stage_lines(ax, bounds)
+    ax.legend()
+    ax.set_title(f"{final['task']}: student {m} (pure student at each evaluation)")
+    fig.savefig(run_dir / PLOTS[0], dpi=90, bbox_inches="tight")
+
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3))
+    for ax, key, label in zip(axes, ("sparsity", "replace_p", "lr"),
+                              ("sparsity", "replacing probability p", "learning rate")):
+        sns.lineplot(x=[r["step"] for r in records], y=[r[key] for r in records], ax=ax)
+        if key == "sparsity":
+            sns.lineplot(x=[r["step"] for r in records],
+                         y=[r["realised_sparsity"] for r in records], ax=ax, ls="--")
+        _stage_lines(ax, bounds)
+        ax.set(xlabel="step", title=label)
+    fig.savefig(run_dir / PLOTS[1], dpi=90, bbox_inches="tight")
+
+    rows = [{"step": r["step"], "term": k, "loss": v} for r in records
+            for k, v in r["loss"].items() if v > 0]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    sns.lineplot(pd.DataFrame(rows), x="step", y="loss", hue="term", ax=ax)
+    ax.set_yscale("log")
+    _stage_lines(ax, bounds)
+    ax.set_title("loss terms (mean over each logging window; log scale)")
+    fig.savefig(run_dir / PLOTS[2], dpi=90, bbox_inches="tight")
+
+    table = pd.DataFrame([{"layer": int(k.split(".", 1)[0]), "matrix": k.split(".", 1)[1], "s": v}
+                          for k, v in per_matrix.items()])
+    grid = table.pivot(index="layer", columns="matrix", values="s")
+    fig, ax = plt.subplots(figsize=(7, 0.4 * len(grid) + 1.5))
+    sns.heatmap(grid, annot=True, fmt=".3f", vmin=0, vmax=1, cmap="viridis", ax=ax)
+    ax.set_title("sparsity per weight matrix")
+    fig.savefig(run_dir / PLOTS[3], dpi=90, bbox_inches="tight")
+    plt.close("all")
+
+
+def run_report(final: dict, records: list[dict]) -> str:
+    """report.md of an SPD run: teacher vs student, sparsity, the train/dev gap, the plots."""
+    m = final["main_metric"]
+    env = final["environment"]
+    names = sorted(k for k in final["dev"] if not k.startswith("loss"))
+    lines = [f"# SPD on {final['task']}: target sparsity {final['target_sparsity']}", "",
+             f"Teacher `{final['teacher']}`; {final['steps']} steps "
+             f"(stages end at steps {', '.join(map(str, final['stage_bounds']))}), seed "
+             f"{final['seed']}, {final['wall_time_s'] / 60:.1f} min on {env['device']}; "
+             f"spd {env['spd']} at commit {env.get('git_commit') or 'unknown'}"
+             f"{' (dirty)' if env.get('git_dirty') else ''}.", "",
+             "| model | " + " | ".join(f"dev {n}" for n in names) + " | sparsity |",
+             "|---" * (len(names) + 2) + "|",
+             "| teacher (dense) | " + " | ".join(f"{final['teacher_dev'][n]:.4f}" for n in names)
+             + " | 0 |",
+             "| SPD student | " + " | ".join(f"{final['dev'][n]:.4f}" for n in names)
+             + f" | {final['sparsity']:.4f} |", "",
+             f"Sparsity is over the prunable set (the six linear maps of every encoder layer); "
+             f"per matrix in `sparsity.json` and below. Best dev {m} during training: "
+             f"{final['best_dev_during_training']['dev'][m]:.4f} at step "
+             f"{final['best_dev_during_training']['step']} (reported for comparison only; the "
+             f"student above is the final one).", "",
+             f"## Train/dev gap ({m}; train is a fixed subset of the training set)", "",
+             "| step | stage | sparsity | p | train | dev | train - dev |", "|---|---|---|---|---|---|---|"]
+    for r in records:
+        if "dev" in r and r.get("train_subset"):
+            tr, dv = r["train_subset"][m], r["dev"][m]
+            lines.append(f"| {r['step']} | {r['stage']} | {r['sparsity']:.4f} | "
+                         f"{r['replace_p']:.3f} | {tr:.4f} | {dv:.4f} | {tr - dv:+.4f} |")
+    lines += ["", "## Plots", "",
+              f"![learning curves]({PLOTS[0]})", "",
+              f"![schedules: sparsity (dashed: realised), replacing probability, learning rate]"
+              f"({PLOTS[1]})", "",
+              f"![loss terms]({PLOTS[2]})", "",
+              f"![sparsity per weight matrix]({PLOTS[3]})", ""]
+    return "\n".join(lines)
+
+
+def write_run_report(run_dir: Path) -> Path:
+    """(Re)write report.md and its plots for a finished SPD run, from its saved files only."""
+    run_dir = Path(run_dir)
+    final = load_finals([run_dir])[0]
+    if "teacher_dev" not in final:
+        raise SpdError(f"{str(run_dir)!r} is not an SPD run (no teacher_dev in final.json); "
+                       f"allowed: a run folder written by spd prune or spd run")
+    records = [json.loads(line) for line in
+               (run_dir / rundir.METRICS).read_text(encoding="utf-8").splitlines()]
+    per_matrix = rundir.read_json(run_dir / "sparsity.json")["per_matrix"]
+    write_plots(run_dir, final, records, per_matrix)
+    path = run_dir / REPORT
+    rundir.write_text(path, run_report(final, records))
+    return path

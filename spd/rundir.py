@@ -27,6 +27,10 @@ def _atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def write_text(path: Path, text: str) -> None:
+    _atomic_write_text(path, text)
+
+
 def write_json(path: Path, obj) -> None:
     _atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 

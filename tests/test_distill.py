@@ -176,3 +176,18 @@ def test_unknown_preset_is_refused_by_every_command(tiny_model_dir, small_glue, 
         assert main([*args, "--preset", "fast"]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "'fast'" in err and "smoke" in err
+
+
+def test_report_md_states_teacher_student_gap_and_plots(pruned):
+    final = json.loads((pruned / "final.json").read_text())
+    report = (pruned / "report.md").read_text()
+    m = final["main_metric"]
+    assert f"{final['teacher_dev'][m]:.4f}" in report and f"{final['dev'][m]:.4f}" in report
+    assert f"{final['sparsity']:.4f}" in report
+    evals = [r for r in read_metrics(pruned) if "dev" in r]
+    for r in evals:  # the train/dev gap at every evaluation
+        gap = r["train_subset"][m] - r["dev"][m]
+        assert f"| {r['step']} |" in report and f"{gap:+.4f}" in report
+    for png in ("curves.png", "schedules.png", "losses.png", "layer_sparsity.png"):
+        assert f"]({png})" in report
+        assert (pruned / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

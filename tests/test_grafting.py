@@ -129,3 +129,26 @@ def test_layers_are_drawn_independently():
     # Successive steps are independent too (no stream shared across steps).
     table = [[int(((draws[:-1, 0] == i) & (draws[1:, 0] == j)).sum()) for j in (0, 1)] for i in (0, 1)]
     assert stats.chi2_contingency(table).pvalue > ALPHA
+
+
+def test_state_dict_round_trip_keeps_the_outputs(pair, batch):
+    """A grafted, masked student saved and loaded into a fresh one computes the same thing."""
+    teacher, student = pair
+    linears = pruning.prunable_linears(grafting.student_layers(student))
+    pruning.attach_masks(linears)
+    pruning.prune_to(linears, 0.6)
+    with torch.no_grad():  # move the student away from the teacher it was copied from
+        for p in grafting.student_layers(student).parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    draw = torch.tensor([True, False])
+    grafting.set_layers(student, draw)
+    fresh = grafting.make_student(teacher)
+    pruning.attach_masks(pruning.prunable_linears(grafting.student_layers(fresh)))
+    fresh.load_state_dict(student.state_dict())
+    grafting.set_layers(fresh, draw)
+    a, b = _out(student.eval(), batch), _out(fresh.eval(), batch)
+    torch.testing.assert_close(a.logits, b.logits, rtol=0, atol=0)
+    for x, y in zip(a.hidden_states, b.hidden_states):
+        torch.testing.assert_close(x, y, rtol=0, atol=0)
+    assert pruning.overall_sparsity(pruning.prunable_linears(grafting.student_layers(fresh))) \
+        == pytest.approx(0.6, abs=1e-2)
