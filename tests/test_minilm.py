@@ -36,3 +36,16 @@ def test_minilm_finetunes_a_few_steps_on_real_mrpc(glue_dir, tmp_path):
     assert 0 <= final["dev"]["accuracy"] <= 1 and 0 <= final["dev"]["f1"] <= 1
     assert final["data"]["train"]["sha256"] == (
         "02826f6397068882260649640f9122947e88f1953a1645dc571b38bc03557563")
+
+
+@pytest.mark.slow
+def test_minilm_spd_run_through_every_stage_on_real_mrpc(glue_dir, tmp_path):
+    """`spd run --preset smoke`: 12 teacher steps, then 24 SPD steps through all three stages."""
+    out = tmp_path / "spd"
+    assert main(["run", "--task", "mrpc", "--sparsity", "0.5", "--preset", "smoke",
+                 "--data-dir", str(glue_dir), "--output", str(out)]) == 0
+    final = json.loads((out / "final.json").read_text())
+    assert final["steps"] == 24 and final["stage_bounds"] == [12, 20, 24]
+    assert final["sparsity"] == pytest.approx(0.5, abs=1e-4)
+    assert json.loads((out / "teacher" / "final.json").read_text())["model"] == "minilm"
+    assert (out / "report.md").is_file() and (out / "model" / "model.safetensors").is_file()
