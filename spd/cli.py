@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
                     metavar="KEY=VALUE", help="override a field of the teacher's fine-tuning "
                     "config, e.g. optim.lr=3e-5 (repeatable)")
 
-    rp = sub.add_parser("report", help="print a Markdown table of finished runs' final.json")
+    rp = sub.add_parser("report", help="print a Markdown table of finished runs' final.json "
+                        "(teacher vs student when all are SPD runs)")
     rp.add_argument("runs", nargs="+", help="run directories")
     rp.add_argument("--write", action="store_true",
                     help="(re)write report.md and its plots in each SPD run instead")
@@ -190,13 +191,13 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from spd.report import load_finals, runs_table, write_run_report
+    from spd.report import load_finals, table, write_run_report
 
     if args.write:
         for run in args.runs:
             print(write_run_report(Path(run)))
         return 0
-    print(runs_table(load_finals([Path(r) for r in args.runs])), end="")
+    print(table(load_finals([Path(r) for r in args.runs])), end="")
     return 0
 
 

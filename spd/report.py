@@ -36,6 +36,26 @@ def runs_table(finals: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def spd_table(finals: list[dict]) -> str:
+    """One row per SPD run: teacher and student dev metrics, sparsity, steps, wall time."""
+    lines = ["| task | target sparsity | sparsity (realised) | teacher dev | SPD student dev | "
+             "student - teacher (main) | steps | wall time | device |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for f in finals:
+        m = f["main_metric"]
+        lines.append(
+            f"| {f['task']} | {f['target_sparsity']} | {f['sparsity']:.4f} | "
+            f"{_metrics(f['teacher_dev'])} | {_metrics(f['dev'])} | "
+            f"{m} {f['dev'][m] - f['teacher_dev'][m]:+.4f} | {f['steps']} | "
+            f"{f['wall_time_s'] / 60:.1f} min | {f['environment']['device']} |")
+    return "\n".join(lines) + "\n"
+
+
+def table(finals: list[dict]) -> str:
+    """The SPD table when every run is an SPD run, else the plain runs table."""
+    return spd_table(finals) if all("teacher_dev" in f for f in finals) else runs_table(finals)
+
+
 REPORT, PLOTS = "report.md", ("curves.png", "schedules.png", "losses.png", "layer_sparsity.png")
 STAGES = ("prune", "graft", "finetune")
 

@@ -97,6 +97,9 @@ def test_draws_are_a_function_of_seed_and_step():
     assert a.dtype == torch.bool and a.shape == (12,)
     draws = {tuple(grafting.draw_layers(7, s, 0.5, 12).tolist()) for s in range(20)}
     assert len(draws) > 10
+    # ... and of the seed: two seeds give two different sequences of draws.
+    other = {tuple(grafting.draw_layers(8, s, 0.5, 12).tolist()) for s in range(20)}
+    assert draws != other
     assert grafting.draw_layers(7, 3, 0.0, 12).sum() == 0
     assert grafting.draw_layers(7, 3, 1.0, 12).all()
 

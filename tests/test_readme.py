@@ -44,3 +44,13 @@ def test_majority_baselines_in_the_readme_are_computed_from_the_data(glue_dir):
         base = majority_baseline(task, labels["train"], labels["validation"])
         text = f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in base.items())
         assert text in README, f"README should state the majority baseline as {text!r}"
+
+
+def test_spd_table_in_the_readme_is_generated_from_the_committed_runs():
+    from ablations.readme_tables import spd_runs
+    from spd.report import load_finals, spd_table
+
+    runs = spd_runs()
+    assert runs, "no committed SPD runs"
+    block = README.split("<!-- spd:begin -->", 1)[1].split("<!-- spd:end -->", 1)[0]
+    assert spd_table(load_finals(runs)) in block

@@ -1,0 +1,223 @@
+"""Check statements A to D on a real SPD student against its teacher, on real dev data.
+
+    python -m theory.check --student RUN_DIR [--output DIR] [--examples 32] [--data-dir D]
+
+The layers are the encoder layers of the two models (embeddings, pooler and head are shared
+and frozen in SPD, so the statements are about the encoder), run in float64 on the embedding
+output of `--examples` dev examples with their attention mask. The Lipschitz constants are
+local estimates (power iteration on the Jacobian at points between the teacher's and the
+student's hidden states), so the checks are numerical evidence, not certificates. Writes
+theory.json, theory.md and two plots into `--output` (default: the run folder).
+"""
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import torch
+
+from theory import bounds
+from theory.lipschitz import local_lipschitz
+
+log = logging.getLogger("theory.check")
+P_GRID = tuple(i / 10 for i in range(11))
+
+
+def layer_functions(model, inputs: dict) -> tuple[torch.Tensor, list]:
+    """The embedding output and each encoder layer as a function of hidden states alone, with
+    the attention mask the model itself passes its layers (captured by a pre-hook)."""
+    from spd.pruning import encoder_layers
+
+    layers = encoder_layers(model)
+    captured = {}
+
+    def grab(module, args, kwargs):
+        captured["h"], captured["kwargs"] = args[0], dict(kwargs)
+        captured["args"] = args[1:]
+
+    handle = layers[0].register_forward_pre_hook(grab, with_kwargs=True)
+    try:
+        with torch.no_grad():
+            model(**inputs)
+    finally:
+        handle.remove()
+    kwargs = {k: v for k, v in captured["kwargs"].items()
+              if k not in ("output_attentions", "output_hidden_states")}
+
+    def as_function(layer):
+        def f(h):
+            out = layer(h, *captured["args"], **kwargs)
+            return out[0] if isinstance(out, tuple) else out
+        return f
+
+    return captured["h"].detach(), [as_function(layer) for layer in layers]
+
+
+def check_models(teacher, student, inputs: dict, p_grid=P_GRID, lip_points: int = 3,
+                 lip_iters: int = 10) -> dict:
+    """Every statement's measured value and bound, per layer and per p (float64)."""
+    teacher, student = teacher.double().eval(), student.double().eval()
+    for param in [*teacher.parameters(), *student.parameters()]:
+        param.requires_grad_(False)  # jvp/vjp differentiate with respect to the input only
+    x, T = layer_functions(teacher, inputs)
+    x_s, S = layer_functions(student, inputs)
+    if not torch.equal(x, x_s):
+        raise ValueError("teacher and student embeddings differ; the statements assume shared "
+                         "(frozen) embeddings")
+    L = len(T)
+    with torch.no_grad():
+        t = bounds.states(T, x)
+        s = bounds.states(S, x)
+    # Local constants on the segment between the teacher's and the student's input to each layer.
+    K = [local_lipschitz(T[l], t[l], s[l], lip_points, lip_iters) for l in range(L)]
+    Kp = [local_lipschitz(S[l], t[l], s[l], lip_points, lip_iters) for l in range(L)]
+    with torch.no_grad():
+        en = bounds.enumerate_sets(T, S, x, K)
+        checks = {
+            "A": bounds.telescoping(T, S, x),
+            "B1": bounds.student_inputs(T, S, x, K),
+            "B2": bounds.teacher_inputs(T, S, x, Kp),
+            "C": [bounds.one_grafted(T, S, x, K, l) for l in range(L)],
+            "D": [en.check(p) for p in p_grid],
+        }
+        module_errors = {
+            "teacher_inputs": [bounds.module_error(T[l], S[l], t[l]) for l in range(L)],
+            "student_inputs": [bounds.module_error(T[l], S[l], s[l]) for l in range(L)],
+            "hybrid_inputs_p0.5": en.mean_module_errors(0.5),
+        }
+    return {
+        "layers": L, "K_teacher": K, "K_student": Kp, "module_errors": module_errors,
+        "output_norm_teacher": bounds.norm(t[-1]),
+        "checks": {k: [_row(c) for c in v] if isinstance(v, list) else _row(v)
+                   for k, v in checks.items()},
+        "D_linear_bound": [{"p": p, "bound": en.linear_bound(p)} for p in p_grid],
+        "D_polynomial": en.polynomial(),
+    }
+
+
+def _row(c: bounds.Check) -> dict:
+    return {"statement": c.statement, "measured": c.measured, "bound": c.bound,
+            "slack": c.slack, "holds": c.holds()}
+
+
+def report_md(result: dict, meta: dict) -> str:
+    c = result["checks"]
+    a = c["A"]
+    lines = [f"# Error bounds of progressive distillation: {meta['run']}", "",
+             f"Command: `{meta['command']}`", "",
+             f"Teacher `{meta['teacher']}`, student `{meta['run']}` (sparsity "
+             f"{meta['sparsity']:.4f}); {meta['examples']} {meta['task']} dev examples as one "
+             f"batch, float64. Norms are Frobenius over examples x tokens x features (padding "
+             f"included; the layers see the model's own attention mask). The Lipschitz constants "
+             f"are local estimates (largest Jacobian spectral norm found by {meta['lip_iters']} "
+             f"power iterations at {meta['lip_points']} points between the teacher's and the "
+             f"student's input to each layer): these checks are numerical evidence, not "
+             f"certificates. Statements: theory/README.md.", "",
+             "| layer | K (teacher, local) | K' (student, local) | e_l on teacher inputs | "
+             "e_l on student inputs | e_l on hybrid inputs, p = 0.5 |", "|---|---|---|---|---|---|"]
+    me = result["module_errors"]
+    for l in range(result["layers"]):
+        lines.append(f"| {l + 1} | {result['K_teacher'][l]:.3f} | {result['K_student'][l]:.3f} | "
+                     f"{me['teacher_inputs'][l]:.4g} | {me['student_inputs'][l]:.4g} | "
+                     f"{me['hybrid_inputs_p0.5'][l]:.4g} |")
+    lines += ["", f"||f_T(x)|| = {result['output_norm_teacher']:.4g}.", "",
+              f"**A** (telescoping identity): residual {a['measured']:.3g} against "
+              f"||f_S - f_T|| = {a['bound']:.4g} (rounding only).", "",
+              "| statement | measured | bound | slack (bound / measured) | holds |",
+              "|---|---|---|---|---|"]
+    for row in [c["B1"], c["B2"], *c["C"], *c["D"]]:
+        lines.append(f"| {row['statement']} | {row['measured']:.4g} | {row['bound']:.4g} | "
+                     f"{row['slack']:.3g} | {'yes' if row['holds'] else '**no**'} |")
+    lines += ["", "B1: student inputs, teacher constants; B2: teacher inputs, student constants; "
+              "C[l]: only layer l grafted (0-based); D(p): E over random replacement sets, exact "
+              "by enumeration of all 2^L sets; its bound is p * sum_l ebar_l(p) * prod_{k>l} K_k.",
+              "", "![D: measured vs bound against p](theory_d.png)", "",
+              "![module errors per layer](theory_modules.png)", ""]
+    return "\n".join(lines)
+
+
+def plots(result: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="paper")
+    d = result["checks"]["D"]
+    ps = [float(r["statement"].split("=")[1].rstrip(")")) for r in d]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(ps, [r["measured"] for r in d], "o-", label="E_R ||f_R - f_T|| (exact)")
+    ax.plot(ps, [r["bound"] for r in d], "s--", label="D bound")
+    ax.plot(ps, [r["bound"] for r in result["D_linear_bound"]], ":", label="D bound, max e_l (linear)")
+    ax.set(xlabel="replacing probability p", ylabel="error (Frobenius)", yscale="log")
+    ax.legend()
+    fig.savefig(out / "theory_d.png", dpi=90, bbox_inches="tight")
+    me = result["module_errors"]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    layers = list(range(1, result["layers"] + 1))
+    for name, values in me.items():
+        ax.plot(layers, values, "o-", label=name.replace("_", " "))
+    ax.set(xlabel="layer", ylabel="module error e_l", title="module errors per layer")
+    ax.legend()
+    fig.savefig(out / "theory_modules.png", dpi=90, bbox_inches="tight")
+    plt.close("all")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from spd import data, rundir
+    from spd.cli import data_dir_from
+    from spd.errors import SpdError
+    from spd.models import load_classifier, load_tokenizer
+    from spd.tasks import get_task
+
+    parser = argparse.ArgumentParser(prog="python -m theory.check", description=__doc__.split("\n")[0])
+    parser.add_argument("--student", required=True, help="an SPD run folder (spd prune / spd run)")
+    parser.add_argument("--output", help="folder for theory.json, theory.md and plots (default: the run)")
+    parser.add_argument("--examples", type=int, default=32, help="dev examples (one batch)")
+    parser.add_argument("--data-dir", help="local GLUE folder (default: $SPD_DATA_DIR, else the hub)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="theory: %(message)s")
+    try:
+        run = Path(args.student)
+        final = rundir.read_json(run / rundir.FINAL) if (run / rundir.FINAL).is_file() else None
+        if final is None or "teacher" not in final:
+            raise SpdError(f"--student: {str(run)!r} holds no finished SPD run; allowed: a run "
+                           f"folder written by spd prune or spd run")
+        if args.examples < 1:
+            raise SpdError(f"--examples: got {args.examples}; allowed: an integer >= 1")
+        task = get_task(final["task"])
+        teacher_src = rundir.model_source(final["teacher"])
+        tokenizer = load_tokenizer(str(run / rundir.MODEL))
+        rows = data.load_split(task, next(iter(task.dev_splits)), data_dir_from(args.data_dir))
+        enc = data.encode(rows[:args.examples], task, tokenizer,
+                          rundir.read_json(run / rundir.CONFIG)["data"]["max_length"])
+        batch = data.collate(enc, tokenizer.pad_token_id)
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        teacher = load_classifier(teacher_src, task)
+        student = load_classifier(str(run / rundir.MODEL), task)
+        out = Path(args.output) if args.output else run
+        out.mkdir(parents=True, exist_ok=True)
+    except SpdError as e:
+        print(f"theory: error: {e}", file=sys.stderr)
+        return 2
+    lip_points, lip_iters = 3, 10
+    log.info("checking %s against %s on %d %s dev examples", run, teacher_src, len(enc), task.name)
+    result = check_models(teacher, student, inputs, lip_points=lip_points, lip_iters=lip_iters)
+    meta = {"run": str(run), "teacher": final["teacher"], "task": task.name,
+            "sparsity": final["sparsity"], "examples": len(enc), "lip_points": lip_points,
+            "lip_iters": lip_iters,
+            "command": " ".join(["python -m theory.check", *(argv if argv is not None else sys.argv[1:])])}
+    rundir.write_json(out / "theory.json", {"meta": meta, **result})
+    rundir.write_text(out / "theory.md", report_md(result, meta))
+    plots(result, out)
+    bad = [r["statement"] for k, v in result["checks"].items() if k != "A"
+           for r in (v if isinstance(v, list) else [v]) if not r["holds"]]
+    print(f"theory: {'all bounds hold' if not bad else 'bounds violated: ' + ', '.join(bad)}; "
+          f"{out / 'theory.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
