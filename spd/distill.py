@@ -158,6 +158,118 @@ def _resume_point(cfg: SPDConfig, out_dir: Path, overwrite: bool, resume: bool) 
     return ckpt
 
 
+class _Student:
+    """The grafted, masked student with its optimizer: one SPD step, one log record, the state a
+    checkpoint holds, and the export."""
+
+    def __init__(self, cfg: SPDConfig, plan: Plan, teacher, td, tokenizer, device):
+        self.cfg, self.plan, self.teacher, self.td, self.device = cfg, plan, teacher, td, device
+        self.pad_id = tokenizer.pad_token_id
+        self.model = make_student(teacher)
+        set_trainable_rest(self.model, cfg.train_rest)
+        self.linears = pruning.prunable_linears(student_layers(self.model))
+        pruning.attach_masks(self.linears)
+        self.n_layers = len(slots(self.model))
+        self.optimizer = make_optimizer(self.model, cfg.optim.lr, cfg.optim.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer,
+                                                           lambda s: lr_at(s, cfg, plan))
+        self.trainable = [p for p in self.model.parameters() if p.requires_grad]
+
+    def step(self, step: int, batch: dict, progress: Progress) -> float:
+        """Masks to the schedule, draw the layers, one AdamW step; returns p."""
+        cfg = self.cfg
+        s = sparsity_at(step, cfg, self.plan)
+        if s != progress.sparsity:
+            pruning.prune_to(self.linears, s, cfg.prune.scope, cfg.prune.criterion, cfg.seed)
+            progress.sparsity = s
+        p = replace_p_at(step, cfg, self.plan)
+        set_layers(self.model, draw_layers(cfg.seed, step, p, self.n_layers))
+        batch = to_device(batch, self.device)
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        with torch.no_grad(), autocast(self.device):
+            t_out = self.teacher(**inputs, output_hidden_states=True, output_attentions=True)
+        with autocast(self.device):
+            s_out = self.model(**inputs, output_hidden_states=True, output_attentions=True)
+            loss, terms = spd_loss(s_out, t_out, batch["labels"], self.td.task, cfg.loss)
+        values = {k: v.item() for k, v in terms.items()} | {"total": loss.item()}
+        bad = [k for k, v in values.items() if not math.isfinite(v)]
+        if bad:
+            raise SpdError(f"non-finite loss term {bad[0]} = {values[bad[0]]} at step {step + 1}; "
+                           f"allowed: finite (lower optim.lr?)")
+        # When every drawn layer is the teacher's and the rest is frozen, nothing can learn
+        # from this batch (AdamW then skips every parameter); the step still counts, so the
+        # schedules stay functions of the step.
+        if loss.requires_grad:
+            loss.backward()
+            if cfg.optim.grad_clip:
+                torch.nn.utils.clip_grad_norm_(self.trainable, cfg.optim.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        progress.sums = {k: progress.sums.get(k, 0.0) + v for k, v in values.items()}
+        progress.n_sum += 1
+        progress.step = step + 1
+        return p
+
+    def evaluate(self) -> dict:
+        """Dev and train-subset metrics of the pure student."""
+        set_layers(self.model, torch.ones(self.n_layers, dtype=torch.bool))
+        batch_size = self.cfg.data.eval_batch_size
+        out = {"dev": evaluate_dev(self.model, self.td, self.device, batch_size)}
+        if self.td.train_subset:
+            out["train_subset"] = evaluate(self.model, self.td.train_subset, self.td.task,
+                                           self.device, batch_size, self.pad_id)
+        self.model.train()
+        return out
+
+    def record(self, progress: Progress, p: float, elapsed: float, evaluate_now: bool) -> dict:
+        """The realised schedules and mean loss terms since the last record (+ metrics)."""
+        done, bounds = progress.step, self.plan.bounds
+        rec = {"step": done, "epoch": done / self.plan.steps_per_epoch,
+               "stage": ("prune", "graft", "finetune")[sum(done - 1 >= b for b in bounds[:2])],
+               "sparsity": progress.sparsity,
+               "realised_sparsity": pruning.overall_sparsity(self.linears),
+               "replace_p": p, "lr": self.scheduler.get_last_lr()[0],
+               "loss": {k: v / progress.n_sum for k, v in progress.sums.items()},
+               "elapsed_s": elapsed, **(self.evaluate() if evaluate_now else {})}
+        progress.records.append(rec)
+        progress.sums, progress.n_sum = {}, 0
+        main = self.td.task.main_metric
+        if evaluate_now and (progress.best is None
+                             or rec["dev"][main] > progress.best["dev"][main]):
+            progress.best = {"step": done, "dev": rec["dev"]}
+        return rec
+
+    def state(self) -> dict:
+        state = {"student": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict(), "rng": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def load_state(self, ckpt: dict) -> None:
+        """Weights, masks, optimizer and scheduler; call `restore_rng` after skipping data."""
+        self.model.load_state_dict(ckpt["student"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+
+    def restore_rng(self, ckpt: dict) -> None:
+        torch.set_rng_state(ckpt["rng"])  # dropout continues where it stopped
+        if self.device.type == "cuda":
+            torch.cuda.set_rng_state(ckpt["cuda_rng"], self.device)
+
+    def export(self, out_dir: Path, tokenizer) -> dict:
+        """Save the pure student as a plain model, pruned weights baked in; its sparsity."""
+        plain = export_student(self.model)
+        plain_linears = pruning.prunable_linears(pruning.encoder_layers(plain))
+        pruning.bake(plain_linears)
+        rundir.save_model(plain, tokenizer, out_dir)
+        sparsity = {"overall": pruning.overall_sparsity(plain_linears),
+                    "per_matrix": pruning.sparsity_table(plain_linears)}
+        rundir.write_json(out_dir / SPARSITY_FILE, sparsity)
+        return sparsity
+
+
 def prune(cfg: SPDConfig, out_dir: Path, data_dir: Path | None, device: torch.device,
           overwrite: bool = False, command: list[str] | None = None,
           resume: bool = False) -> dict:
@@ -179,20 +291,9 @@ def prune(cfg: SPDConfig, out_dir: Path, data_dir: Path | None, device: torch.de
     plan = make_plan(cfg, len(loader))
     for warning in audit(cfg, plan):
         log.warning("audit: %s", warning)
-
     teacher.to(device).eval()
-    student = make_student(teacher)
-    set_trainable_rest(student, cfg.train_rest)
-    linears = pruning.prunable_linears(student_layers(student))
-    pruning.attach_masks(linears)
-    n_layers = len(slots(student))
-    optimizer = make_optimizer(student, cfg.optim.lr, cfg.optim.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_at(s, cfg, plan))
-    trainable = [p for p in student.parameters() if p.requires_grad]
-    eval_every = cfg.eval_every or plan.steps_per_epoch
-    checkpoint_every = cfg.checkpoint_every or eval_every
+    student = _Student(cfg, plan, teacher, td, tokenizer, device)
     batches = _epochs(loader)
-
     if ckpt is None:
         rundir.start(out_dir, to_dict(cfg))
         env = rundir.environment(describe(device))  # the code as it is now, when the run starts
@@ -202,31 +303,13 @@ def prune(cfg: SPDConfig, out_dir: Path, data_dir: Path | None, device: torch.de
         env, teacher_dev = ckpt["env"], ckpt["teacher_dev"]
         progress = Progress(**ckpt["progress"])
         progress.resumed_at_steps.append(progress.step)
-        student.load_state_dict(ckpt["student"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
+        student.load_state(ckpt)
         for _ in range(progress.step):  # the data order continues where it stopped
             next(batches)
-        torch.set_rng_state(ckpt["rng"])  # dropout continues where it stopped
-        if device.type == "cuda":
-            torch.cuda.set_rng_state(ckpt["cuda_rng"], device)
+        student.restore_rng(ckpt)
 
-    def eval_student() -> dict:
-        set_layers(student, torch.ones(n_layers, dtype=torch.bool))
-        out = {"dev": evaluate_dev(student, td, device, cfg.data.eval_batch_size)}
-        if td.train_subset:
-            out["train_subset"] = evaluate(student, td.train_subset, task, device,
-                                           cfg.data.eval_batch_size, tokenizer.pad_token_id)
-        student.train()
-        return out
-
-    def checkpoint() -> None:
-        rundir.save_checkpoint(out_dir, {
-            "progress": asdict(progress), "student": student.state_dict(),
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "rng": torch.get_rng_state(), "env": env, "teacher_dev": teacher_dev,
-            **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {})})
-
+    eval_every = cfg.eval_every or plan.steps_per_epoch
+    checkpoint_every = cfg.checkpoint_every or eval_every
     log.info("SPD on %s: teacher dev %s %.4f; %d steps (stages end at %s), device %s%s",
              task.name, task.main_metric, teacher_dev[task.main_metric], plan.total,
              plan.bounds, describe(device),
@@ -234,72 +317,26 @@ def prune(cfg: SPDConfig, out_dir: Path, data_dir: Path | None, device: torch.de
     start = time.perf_counter() - progress.elapsed_s
     bar = progress_bar(plan.total, f"spd {task.name}")
     bar.update(progress.step)
-    student.train()
+    student.model.train()
     for step in range(progress.step, plan.total):
-        s = sparsity_at(step, cfg, plan)
-        if s != progress.sparsity:
-            pruning.prune_to(linears, s, cfg.prune.scope, cfg.prune.criterion, cfg.seed)
-            progress.sparsity = s
-        p = replace_p_at(step, cfg, plan)
-        set_layers(student, draw_layers(cfg.seed, step, p, n_layers))
-        batch = to_device(next(batches), device)
-        inputs = {k: v for k, v in batch.items() if k != "labels"}
-        with torch.no_grad(), autocast(device):
-            t_out = teacher(**inputs, output_hidden_states=True, output_attentions=True)
-        with autocast(device):
-            s_out = student(**inputs, output_hidden_states=True, output_attentions=True)
-            loss, terms = spd_loss(s_out, t_out, batch["labels"], task, cfg.loss)
-        values = {k: v.item() for k, v in terms.items()} | {"total": loss.item()}
-        bad = [k for k, v in values.items() if not math.isfinite(v)]
-        if bad:
-            raise SpdError(f"non-finite loss term {bad[0]} = {values[bad[0]]} at step {step + 1}; "
-                           f"allowed: finite (lower optim.lr?)")
-        # When every drawn layer is the teacher's and the rest is frozen, nothing can learn
-        # from this batch (AdamW then skips every parameter); the step still counts, so the
-        # schedules stay functions of the step.
-        if loss.requires_grad:
-            loss.backward()
-            if cfg.optim.grad_clip:
-                torch.nn.utils.clip_grad_norm_(trainable, cfg.optim.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        progress.sums = {k: progress.sums.get(k, 0.0) + v for k, v in values.items()}
-        progress.n_sum += 1
-        progress.step = done = step + 1
+        p = student.step(step, next(batches), progress)
         bar.update(1)
+        done = progress.step
         evaluate_now = done % eval_every == 0 or done == plan.total
         if done % cfg.log_every == 0 or evaluate_now:
-            rec = {"step": done, "epoch": done / plan.steps_per_epoch,
-                   "stage": ("prune", "graft", "finetune")[sum(step >= b for b in plan.bounds[:2])],
-                   "sparsity": progress.sparsity,
-                   "realised_sparsity": pruning.overall_sparsity(linears),
-                   "replace_p": p, "lr": scheduler.get_last_lr()[0],
-                   "loss": {k: v / progress.n_sum for k, v in progress.sums.items()},
-                   "elapsed_s": time.perf_counter() - start,
-                   **(eval_student() if evaluate_now else {})}
-            progress.records.append(rec)
-            progress.sums, progress.n_sum = {}, 0
+            rec = student.record(progress, p, time.perf_counter() - start, evaluate_now)
             rundir.write_jsonl(out_dir / rundir.METRICS, progress.records)
             if evaluate_now:
-                if (progress.best is None
-                        or rec["dev"][task.main_metric] > progress.best["dev"][task.main_metric]):
-                    progress.best = {"step": done, "dev": rec["dev"]}
                 bar.set_postfix({task.main_metric: f"{rec['dev'][task.main_metric]:.4f}",
                                  "s": f"{progress.sparsity:.3f}", "p": f"{p:.2f}"})
         if done % checkpoint_every == 0 and done < plan.total:
             progress.elapsed_s = time.perf_counter() - start
-            checkpoint()
+            rundir.save_checkpoint(out_dir, {"progress": asdict(progress), "env": env,
+                                             "teacher_dev": teacher_dev, **student.state()})
     bar.close()
     wall = time.perf_counter() - start
 
-    plain = export_student(student)
-    plain_linears = pruning.prunable_linears(pruning.encoder_layers(plain))
-    pruning.bake(plain_linears)
-    rundir.save_model(plain, tokenizer, out_dir)
-    sparsity = {"overall": pruning.overall_sparsity(plain_linears),
-                "per_matrix": pruning.sparsity_table(plain_linears)}
-    rundir.write_json(out_dir / SPARSITY_FILE, sparsity)
+    sparsity = student.export(out_dir, tokenizer)
     evals = [r for r in progress.records if "dev" in r]
     final = {**run_summary(cfg, td, evals, progress.best, plan.total, plan.steps_per_epoch, wall,
                            env, command),

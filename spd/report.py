@@ -128,6 +128,8 @@ def run_report(final: dict, records: list[dict]) -> str:
              f"{final['seed']}, {final['wall_time_s'] / 60:.1f} min on {env['device']}; "
              f"spd {env['spd']} at commit {env.get('git_commit') or 'unknown'}"
              f"{' (dirty)' if env.get('git_dirty') else ''}.", "",
+             "Generated from this run's `final.json`, `metrics.jsonl` and `sparsity.json` by "
+             "`spd report --write RUN_DIR` (which `spd prune` runs when it finishes).", "",
              "| model | " + " | ".join(f"dev {n}" for n in names) + " | sparsity |",
              "|---" * (len(names) + 2) + "|",
              "| teacher (dense) | " + " | ".join(f"{final['teacher_dev'][n]:.4f}" for n in names)
