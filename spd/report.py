@@ -20,35 +20,41 @@ def _metrics(dev: dict) -> str:
     return ", ".join(f"{k} {v:.4f}" for k, v in sorted(dev.items()) if not k.startswith("loss"))
 
 
+def _markdown(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table from its header and rows of cells."""
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _tail(f: dict) -> list[str]:
+    """The steps, wall time and device columns every run table ends with."""
+    return [str(f["steps"]), f"{f['wall_time_s'] / 60:.1f} min", f["environment"]["device"]]
+
+
 def runs_table(finals: list[dict]) -> str:
     """One row per run: task, final dev metrics, best-during-training, steps, time, device."""
-    lines = ["| task | model | seed | dev (final) | best dev during training (step) | "
-             "train subset (final) | steps | wall time | device |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    rows = []
     for f in finals:
-        best = f["best_dev_during_training"]
-        m = f["main_metric"]
-        train = f["train_subset"] or {}
-        lines.append(
-            f"| {f['task']} | {f['model']} | {f['seed']} | {_metrics(f['dev'])} | "
-            f"{m} {best['dev'][m]:.4f} ({best['step']}) | {_metrics(train) or '-'} | "
-            f"{f['steps']} | {f['wall_time_s'] / 60:.1f} min | {f['environment']['device']} |")
-    return "\n".join(lines) + "\n"
+        best, m = f["best_dev_during_training"], f["main_metric"]
+        rows.append([f["task"], f["model"], str(f["seed"]), _metrics(f["dev"]),
+                     f"{m} {best['dev'][m]:.4f} ({best['step']})",
+                     _metrics(f["train_subset"] or {}) or "-", *_tail(f)])
+    return _markdown(["task", "model", "seed", "dev (final)", "best dev during training (step)",
+                      "train subset (final)", "steps", "wall time", "device"], rows)
 
 
 def spd_table(finals: list[dict]) -> str:
     """One row per SPD run: teacher and student dev metrics, sparsity, steps, wall time."""
-    lines = ["| task | target sparsity | sparsity (realised) | teacher dev | SPD student dev | "
-             "student - teacher (main) | steps | wall time | device |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    rows = []
     for f in finals:
         m = f["main_metric"]
-        lines.append(
-            f"| {f['task']} | {f['target_sparsity']} | {f['sparsity']:.4f} | "
-            f"{_metrics(f['teacher_dev'])} | {_metrics(f['dev'])} | "
-            f"{m} {f['dev'][m] - f['teacher_dev'][m]:+.4f} | {f['steps']} | "
-            f"{f['wall_time_s'] / 60:.1f} min | {f['environment']['device']} |")
-    return "\n".join(lines) + "\n"
+        rows.append([f["task"], str(f["target_sparsity"]), f"{f['sparsity']:.4f}",
+                     _metrics(f["teacher_dev"]), _metrics(f["dev"]),
+                     f"{m} {f['dev'][m] - f['teacher_dev'][m]:+.4f}", *_tail(f)])
+    return _markdown(["task", "target sparsity", "sparsity (realised)", "teacher dev",
+                      "SPD student dev", "student - teacher (main)", "steps", "wall time",
+                      "device"], rows)
 
 
 def table(finals: list[dict]) -> str:
