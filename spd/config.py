@@ -245,6 +245,8 @@ class SPDConfig:
         checkpoint_every: save a checkpoint every this many steps for `--resume`; 0 means at
             each evaluation. Deleted when the run finishes.
         train_rest: also train embeddings, pooler and classifier (official: frozen).
+        theory_examples: at each evaluation, measure the module errors and statement D's
+            bound at the current p (theory/README.md) on this many dev examples; 0: off.
     """
 
     task: str = "mrpc"
@@ -254,6 +256,7 @@ class SPDConfig:
     log_every: int = 10
     checkpoint_every: int = 0
     train_rest: bool = False
+    theory_examples: int = 8
     data: DataConfig = field(default_factory=DataConfig)
     optim: SPDOptimConfig = field(default_factory=SPDOptimConfig)
     stages: StagesConfig = field(default_factory=StagesConfig)
@@ -267,6 +270,8 @@ class SPDConfig:
         _check("eval_every", self.eval_every, self.eval_every >= 0, "an integer >= 0")
         _check("log_every", self.log_every, self.log_every >= 1, "an integer >= 1")
         _check("checkpoint_every", self.checkpoint_every, self.checkpoint_every >= 0,
+               "an integer >= 0")
+        _check("theory_examples", self.theory_examples, self.theory_examples >= 0,
                "an integer >= 0")
 
 

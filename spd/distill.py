@@ -26,6 +26,7 @@ from spd.schedules import (constant_rate, cubic_sparsity, linear_rate, stage_bou
 from spd.tasks import Task, get_task
 from spd.train import (evaluate, evaluate_dev, finished_run, load_inputs, make_optimizer,
                        progress_bar, run_summary, seed_everything, to_device)
+from theory.check import probe
 
 log = logging.getLogger(__name__)
 SPARSITY_FILE = "sparsity.json"
@@ -174,6 +175,11 @@ class _Student:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer,
                                                            lambda s: lr_at(s, cfg, plan))
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
+        # The first dev examples, on which statement D is measured at each evaluation.
+        dev = next(iter(td.dev.values()))[:cfg.theory_examples]
+        self.probe_inputs = ({k: v for k, v in to_device(data.collate(dev, self.pad_id),
+                                                          device).items() if k != "labels"}
+                             if dev else None)
 
     def step(self, step: int, batch: dict, progress: Progress) -> float:
         """Masks to the schedule, draw the layers, one AdamW step; returns p."""
@@ -211,14 +217,18 @@ class _Student:
         progress.step = step + 1
         return p
 
-    def evaluate(self) -> dict:
-        """Dev and train-subset metrics of the pure student."""
+    def evaluate(self, p: float) -> dict:
+        """Dev and train-subset metrics of the pure student; the module errors and statement
+        D's bound at the current p (float64 copies: the run is not perturbed)."""
         set_layers(self.model, torch.ones(self.n_layers, dtype=torch.bool))
         batch_size = self.cfg.data.eval_batch_size
         out = {"dev": evaluate_dev(self.model, self.td, self.device, batch_size)}
         if self.td.train_subset:
             out["train_subset"] = evaluate(self.model, self.td.train_subset, self.td.task,
                                            self.device, batch_size, self.pad_id)
+        if self.probe_inputs is not None:
+            out["theory"] = {**probe(self.teacher, export_student(self.model), self.probe_inputs, p),
+                             "examples": len(self.probe_inputs["input_ids"])}
         self.model.train()
         return out
 
@@ -231,7 +241,7 @@ class _Student:
                "realised_sparsity": pruning.overall_sparsity(self.linears),
                "replace_p": p, "lr": self.scheduler.get_last_lr()[0],
                "loss": {k: v / progress.n_sum for k, v in progress.sums.items()},
-               "elapsed_s": elapsed, **(self.evaluate() if evaluate_now else {})}
+               "elapsed_s": elapsed, **(self.evaluate(p) if evaluate_now else {})}
         progress.records.append(rec)
         progress.sums, progress.n_sum = {}, 0
         main = self.td.task.main_metric

@@ -4,6 +4,7 @@ from pathlib import Path
 
 from spd import rundir
 from spd.errors import SpdError
+from theory.check import slack_cell
 
 
 def load_finals(run_dirs: list[Path]) -> list[dict]:
@@ -63,6 +64,7 @@ def table(finals: list[dict]) -> str:
 
 
 REPORT, PLOTS = "report.md", ("curves.png", "schedules.png", "losses.png", "layer_sparsity.png")
+BOUNDS_PLOT = "bounds.png"
 STAGES = ("prune", "graft", "finetune")
 
 
@@ -120,7 +122,50 @@ def write_plots(run_dir: Path, final: dict, records: list[dict], per_matrix: dic
     sns.heatmap(grid, annot=True, fmt=".3f", vmin=0, vmax=1, cmap="viridis", ax=ax)
     ax.set_title("sparsity per weight matrix")
     fig.savefig(run_dir / PLOTS[3], dpi=90, bbox_inches="tight")
+
+    probes = [r for r in evals if "theory" in r]
+    if probes:
+        fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
+        rows = [{"step": r["step"], "quantity": name, "error": r["theory"]["D"][key]}
+                for r in probes for name, key in (("E_R ||f_R - f_T|| (exact)", "measured"),
+                                                  ("D bound", "bound"))]
+        sns.lineplot(pd.DataFrame(rows), x="step", y="error", hue="quantity", marker="o",
+                     ax=axes[0])
+        axes[0].set_title("statement D at the current p")
+        if any(row["error"] > 0 for row in rows):  # p = 0 throughout: both sides are 0
+            axes[0].set_yscale("log")
+        rows = [{"step": r["step"], "layer": str(l + 1), "e_l": e} for r in probes
+                for l, e in enumerate(r["theory"]["module_errors"]["teacher_inputs"])]
+        sns.lineplot(pd.DataFrame(rows), x="step", y="e_l", hue="layer", marker="o", ax=axes[1])
+        axes[1].set_title("module errors e_l on teacher inputs")
+        for ax in axes:
+            _stage_lines(ax, bounds)
+        fig.savefig(run_dir / BOUNDS_PLOT, dpi=90, bbox_inches="tight")
     plt.close("all")
+
+
+def bounds_section(records: list[dict]) -> list[str]:
+    """report.md lines: statement D at each evaluation's p (empty when it was not measured)."""
+    probes = [r for r in records if "theory" in r]
+    if not probes:
+        return []
+    first = probes[0]["theory"]
+    lines = ["## Statement D during training", "",
+             f"At each evaluation, on the first {first['examples']} dev examples (float64): the "
+             f"expected error of the hybrid model over random replacement sets at the current p, "
+             f"exact by enumeration of all sets, against statement D's bound (theory/README.md). "
+             f"The teacher constants K_l are local estimates ({first['lip_iters']} power "
+             f"iterations at {first['lip_points']} points between the teacher's and the student's "
+             f"input to each layer): numerical evidence, not certificates. Full check: "
+             f"`python -m theory.check --student RUN_DIR`.", "",
+             "| step | stage | p | E_R \\|\\|f_R - f_T\\|\\| | D bound | slack | holds | "
+             "\\|\\|f_S - f_T\\|\\| | \\|\\|f_T\\|\\| |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in probes:
+        t, d = r["theory"], r["theory"]["D"]
+        lines.append(f"| {r['step']} | {r['stage']} | {t['p']:.3f} | {d['measured']:.4g} | "
+                     f"{d['bound']:.4g} | {slack_cell(d)} | {'yes' if d['holds'] else '**no**'} | "
+                     f"{t['student_error']:.4g} | {t['output_norm_teacher']:.4g} |")
+    return [*lines, "", f"![statement D and module errors during training]({BOUNDS_PLOT})", ""]
 
 
 def run_report(final: dict, records: list[dict]) -> str:
@@ -159,7 +204,7 @@ def run_report(final: dict, records: list[dict]) -> str:
               f"![schedules: sparsity (dashed: realised), replacing probability, learning rate]"
               f"({PLOTS[1]})", "",
               f"![loss terms]({PLOTS[2]})", "",
-              f"![sparsity per weight matrix]({PLOTS[3]})", ""]
+              f"![sparsity per weight matrix]({PLOTS[3]})", "", *bounds_section(records)]
     return "\n".join(lines)
 
 

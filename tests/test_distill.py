@@ -191,3 +191,31 @@ def test_report_md_states_teacher_student_gap_and_plots(pruned):
     for png in ("curves.png", "schedules.png", "losses.png", "layer_sparsity.png"):
         assert f"]({png})" in report
         assert (pruned / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_module_errors_and_the_d_bound_are_logged_at_every_evaluation(pruned):
+    evals = [r for r in read_metrics(pruned) if "dev" in r]
+    for r in evals:
+        probe = r["theory"]
+        assert probe["p"] == r["replace_p"] and probe["examples"] == 8
+        assert probe["D"]["holds"], probe["D"]
+        assert probe["D"]["measured"] <= probe["student_error"] * (1 + 1e-9)  # E_R <= f_S at p<1
+        for side in ("teacher_inputs", "student_inputs", "hybrid_inputs"):
+            assert len(probe["module_errors"][side]) == 2  # the tiny BERT's two layers
+    assert evals[-1]["replace_p"] == 1.0  # the pure student: E_R ||f_R - f_T|| is ||f_S - f_T||
+    last = evals[-1]["theory"]
+    assert last["D"]["measured"] == pytest.approx(last["student_error"], rel=1e-12)
+    report = (pruned / "report.md").read_text()
+    assert "](bounds.png)" in report and (pruned / "bounds.png").read_bytes()[:4] == b"\x89PNG"
+    for r in evals:
+        assert f"{r['theory']['D']['bound']:.4g}" in report
+
+
+def test_the_bound_probe_observes_without_changing_the_run(pruned, tiny_teacher, small_glue,
+                                                            tmp_path):
+    out = tmp_path / "no-probe"
+    assert main(smoke_prune(tiny_teacher, small_glue, out, "--set", "theory_examples=0")) == 0
+    assert not any("theory" in r for r in read_metrics(out))
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "theory"} for r in without_times(rs)]
+    assert strip(read_metrics(out)) == strip(read_metrics(pruned))
+    assert_same_weights(out, pruned)

@@ -93,6 +93,23 @@ def test_d_expectation_exact_polynomial_and_bound(inst, p):
                                           rel=1e-12, abs=1e-15)
 
 
+@given(instances(max_depth=4))
+def test_enumeration_equals_every_set_computed_on_its_own(inst):
+    """The enumeration shares prefixes between sets; each set's figures must still be exactly
+    what running that hybrid alone gives."""
+    teacher, student, x, K, _ = inst
+    en = bounds.enumerate_sets(teacher, student, x, K)
+    t_out = bounds.states(teacher, x)[-1]
+    L = len(teacher)
+    assert sorted(map(sorted, en.sets)) == sorted(
+        sorted(R) for R in ({l for l in range(L) if bits >> l & 1} for bits in range(2 ** L)))
+    for R, error, modules in zip(en.sets, en.errors, en.module_errors, strict=True):
+        h = bounds.hybrid_states(teacher, student, set(R), x)
+        assert error == bounds.norm(h[-1] - t_out)
+        assert list(modules) == [bounds.module_error(teacher[l], student[l], h[l])
+                                 for l in range(L)]
+
+
 def test_d_monte_carlo_interval_contains_the_exact_value_at_12_layers():
     teacher = toy.random_stack(12, 3, 4, "gelu", 3)
     student = toy.perturbed(teacher, 0.2, 4)

@@ -63,3 +63,24 @@ def test_theory_check_refuses_a_folder_without_an_spd_run(tmp_path, capsys):
     assert check.main(["--student", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(tmp_path) in err
+
+
+def test_training_probe_agrees_with_the_full_check_and_leaves_the_models(pair):
+    teacher, student = pair
+    g = torch.Generator().manual_seed(3)
+    inputs = {"input_ids": torch.randint(5, 1000, (2, 9), generator=g),
+              "attention_mask": torch.ones(2, 9, dtype=torch.long)}
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    full = check.check_models(teacher, student, inputs, p_grid=(0.3,), lip_points=2, lip_iters=5)
+    probe = check.probe(teacher, student, inputs, 0.3)
+    assert probe["D"] == full["checks"]["D"][0] and probe["D"]["holds"]
+    assert probe["K_teacher"] == full["K_teacher"]
+    assert probe["module_errors"]["teacher_inputs"] == full["module_errors"]["teacher_inputs"]
+    assert probe["student_error"] == pytest.approx(full["checks"]["B1"]["measured"], rel=1e-12)
+    # ebar_l(p) runs from the teacher-input errors at p = 0 to the student-input ones at p = 1.
+    me = check.probe(teacher, student, inputs, 0.0)["module_errors"]
+    assert me["hybrid_inputs"] == pytest.approx(me["teacher_inputs"], rel=1e-12)
+    me = check.probe(teacher, student, inputs, 1.0)["module_errors"]
+    assert me["hybrid_inputs"] == pytest.approx(me["student_inputs"], rel=1e-12)
+    assert next(teacher.parameters()).dtype == torch.float32  # copies were made, not changes
+    assert all(torch.equal(before[k], v) for k, v in student.state_dict().items())

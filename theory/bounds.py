@@ -159,19 +159,32 @@ MAX_ENUMERATED_LAYERS = 12
 
 
 def enumerate_sets(teacher, student, x, K: Sequence[float]) -> Enumeration:
-    """All 2^L replacement sets (L <= 12): per-set errors and module errors."""
+    """All 2^L replacement sets (L <= 12): per-set errors and module errors.
+
+    Depth first over the layers: the 2^l sets that agree below layer l share the hidden state
+    entering it, so both layers run once per prefix, 2 (2^L - 1) layer calls in all instead of
+    3 L 2^L, with L states held at a time. Sets come in `itertools.product` order (layer 0 most
+    significant).
+    """
     L = len(teacher)
     if L > MAX_ENUMERATED_LAYERS:
         raise ValueError(f"exact enumeration is for at most {MAX_ENUMERATED_LAYERS} layers; "
                          f"got {L} (use monte_carlo)")
     t_out = states(teacher, x)[-1]
     sets, errors, modules = [], [], []
-    for bits in itertools.product((False, True), repeat=L):
-        R = frozenset(i for i, b in enumerate(bits) if b)
-        h = hybrid_states(teacher, student, R, x)
-        sets.append(R)
-        errors.append(norm(h[-1] - t_out))
-        modules.append(tuple(module_error(teacher[l], student[l], h[l]) for l in range(L)))
+
+    def visit(l: int, replaced: tuple[int, ...], h: torch.Tensor, e: tuple[float, ...]) -> None:
+        if l == L:
+            sets.append(frozenset(replaced))
+            errors.append(norm(h - t_out))
+            modules.append(e)
+            return
+        t, s = teacher[l](h), student[l](h)
+        e = (*e, norm(s - t))  # e_l(h^R_{l-1}): the same for both choices at layer l
+        visit(l + 1, replaced, t, e)
+        visit(l + 1, (*replaced, l), s, e)
+
+    visit(0, (), x, ())
     return Enumeration(L, tuple(sets), tuple(errors), tuple(modules), tuple(tail_products(K)))
 
 

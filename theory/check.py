@@ -10,8 +10,10 @@ student's hidden states), so the checks are numerical evidence, not certificates
 theory.json, theory.md and two plots into `--output` (default: the run folder).
 """
 import argparse
+import copy
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -54,10 +56,10 @@ def layer_functions(model, inputs: dict) -> tuple[torch.Tensor, list]:
     return captured["h"].detach(), [as_function(layer) for layer in layers]
 
 
-def check_models(teacher, student, inputs: dict, p_grid=P_GRID, lip_points: int = 3,
-                 lip_iters: int = 10) -> dict:
-    """Every statement's measured value and bound, per layer and per p (float64)."""
-    teacher, student = teacher.double().eval(), student.double().eval()
+def _float64_layers(teacher, student, inputs: dict):
+    """Float64 eval copies of both models (the originals are left as they are) as layer
+    functions, the shared embedding output x, and the teacher's and student's hidden states."""
+    teacher, student = (copy.deepcopy(m).double().eval() for m in (teacher, student))
     for param in [*teacher.parameters(), *student.parameters()]:
         param.requires_grad_(False)  # jvp/vjp differentiate with respect to the input only
     x, T = layer_functions(teacher, inputs)
@@ -65,10 +67,23 @@ def check_models(teacher, student, inputs: dict, p_grid=P_GRID, lip_points: int 
     if not torch.equal(x, x_s):
         raise ValueError("teacher and student embeddings differ; the statements assume shared "
                          "(frozen) embeddings")
-    L = len(T)
     with torch.no_grad():
         t = bounds.states(T, x)
         s = bounds.states(S, x)
+    return T, S, x, t, s
+
+
+def _module_errors(T, S, t, s) -> dict:
+    """e_l per layer on the teacher's and on the student's own inputs."""
+    return {"teacher_inputs": [bounds.module_error(T[l], S[l], t[l]) for l in range(len(T))],
+            "student_inputs": [bounds.module_error(T[l], S[l], s[l]) for l in range(len(T))]}
+
+
+def check_models(teacher, student, inputs: dict, p_grid=P_GRID, lip_points: int = 3,
+                 lip_iters: int = 10) -> dict:
+    """Every statement's measured value and bound, per layer and per p (float64)."""
+    T, S, x, t, s = _float64_layers(teacher, student, inputs)
+    L = len(T)
     # Local constants on the segment between the teacher's and the student's input to each layer.
     K = [local_lipschitz(T[l], t[l], s[l], lip_points, lip_iters) for l in range(L)]
     Kp = [local_lipschitz(S[l], t[l], s[l], lip_points, lip_iters) for l in range(L)]
@@ -81,11 +96,8 @@ def check_models(teacher, student, inputs: dict, p_grid=P_GRID, lip_points: int 
             "C": [bounds.one_grafted(T, S, x, K, l) for l in range(L)],
             "D": [en.check(p) for p in p_grid],
         }
-        module_errors = {
-            "teacher_inputs": [bounds.module_error(T[l], S[l], t[l]) for l in range(L)],
-            "student_inputs": [bounds.module_error(T[l], S[l], s[l]) for l in range(L)],
-            "hybrid_inputs_p0.5": en.mean_module_errors(0.5),
-        }
+        module_errors = {**_module_errors(T, S, t, s),
+                         "hybrid_inputs_p0.5": en.mean_module_errors(0.5)}
     return {
         "layers": L, "K_teacher": K, "K_student": Kp, "module_errors": module_errors,
         "output_norm_teacher": bounds.norm(t[-1]),
@@ -96,9 +108,35 @@ def check_models(teacher, student, inputs: dict, p_grid=P_GRID, lip_points: int 
     }
 
 
+def probe(teacher, student, inputs: dict, p: float, lip_points: int = 2,
+          lip_iters: int = 5) -> dict:
+    """Statement D at one replacing probability p, cheaply enough to run at every evaluation
+    of SPD training: the module errors per layer on teacher, student and hybrid inputs (the
+    hybrid ones are ebar_l(p)), the local teacher constants, and E_R ||f_R - f_T|| (exact, by
+    enumeration) against its D bound. Float64 copies; the models are left unchanged."""
+    T, S, x, t, s = _float64_layers(teacher, student, inputs)
+    L = len(T)
+    K = [local_lipschitz(T[l], t[l], s[l], lip_points, lip_iters) for l in range(L)]
+    with torch.no_grad():
+        en = bounds.enumerate_sets(T, S, x, K)
+        return {
+            "p": p, "K_teacher": K, "lip_points": lip_points, "lip_iters": lip_iters,
+            "module_errors": {**_module_errors(T, S, t, s),
+                              "hybrid_inputs": en.mean_module_errors(p)},
+            "output_norm_teacher": bounds.norm(t[-1]),
+            "student_error": bounds.norm(s[-1] - t[-1]),
+            "D": _row(en.check(p)),
+        }
+
+
 def _row(c: bounds.Check) -> dict:
+    """One check as JSON; slack is null when nothing was measured (JSON has no infinity)."""
     return {"statement": c.statement, "measured": c.measured, "bound": c.bound,
-            "slack": c.slack, "holds": c.holds()}
+            "slack": c.slack if math.isfinite(c.slack) else None, "holds": c.holds()}
+
+
+def slack_cell(row: dict) -> str:
+    return "-" if row["slack"] is None else f"{row['slack']:.3g}"
 
 
 def report_md(result: dict, meta: dict) -> str:
@@ -128,7 +166,7 @@ def report_md(result: dict, meta: dict) -> str:
               "|---|---|---|---|---|"]
     for row in [c["B1"], c["B2"], *c["C"], *c["D"]]:
         lines.append(f"| {row['statement']} | {row['measured']:.4g} | {row['bound']:.4g} | "
-                     f"{row['slack']:.3g} | {'yes' if row['holds'] else '**no**'} |")
+                     f"{slack_cell(row)} | {'yes' if row['holds'] else '**no**'} |")
     lines += ["", "B1: student inputs, teacher constants; B2: teacher inputs, student constants; "
               "C[l]: only layer l grafted (0-based); D(p): E over random replacement sets, exact "
               "by enumeration of all 2^L sets; its bound is p * sum_l ebar_l(p) * prod_{k>l} K_k.",

@@ -54,9 +54,9 @@ def jacobian_spectral_norm(f: Callable[[torch.Tensor], torch.Tensor], x: torch.T
     v = torch.randn(x.shape, generator=g, dtype=x.dtype).to(x.device)
     v = v / v.norm()
     sigma = 0.0
+    _, vjp_fn = torch.func.vjp(f, x)  # the backward graph at x, built once
     for _ in range(iters):
         _, jv = torch.func.jvp(f, (x,), (v,))
-        _, vjp_fn = torch.func.vjp(f, x)
         (jtjv,) = vjp_fn(jv)
         sigma = float(jv.norm())
         norm = jtjv.norm()
