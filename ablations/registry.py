@@ -1,0 +1,183 @@
+"""Named ablations: each a function from (tasks, seeds, profile) to the cells it needs.
+
+A cell is one run: a task, a method (a named set of `--set` overrides on top of the profile's
+preset), a target sparsity and a seed. Its folder is a function of those alone, so two
+ablations that need the same run (full SPD at 0.9 appears in several) share one folder and it
+runs once. Every SPD cell of a task distils from the same teacher, `teacher_dir(task,
+profile)`, so differences between rows come from the method.
+"""
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from spd.config import spd_config
+from spd.tasks import get_task
+
+RESULTS = Path("ablations/results")  # relative, run from the repository root: no machine's
+# absolute path goes into a committed config.json
+PROFILES = ("cpu", "official", "smoke")  # smoke: a few dozen steps per cell, for tests
+SPD_REFERENCE = "SPD"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of an ablation grid.
+
+    label: the row it fills in the table; reference: the label it is compared with (paired by
+    seed), None for the reference row itself.
+    """
+
+    task: str
+    method: str
+    sparsity: float | None  # None: dense fine-tuning
+    seed: int
+    profile: str
+    label: str
+    reference: str | None = SPD_REFERENCE
+
+    @property
+    def kind(self) -> str:
+        return "finetune" if self.sparsity is None else "prune"
+
+    @property
+    def key(self) -> str:
+        return self.method if self.sparsity is None else f"{self.method}-s{self.sparsity:g}"
+
+    def path(self, results: Path = RESULTS) -> Path:
+        return results / "cells" / self.profile / self.task / self.key / f"seed{self.seed}"
+
+    def overrides(self) -> list[str]:
+        return [*METHODS[self.method](self.task, self.profile), f"seed={self.seed}"]
+
+    def preset(self) -> str:
+        return ("official_readme" if self.method == "official_readme" and self.profile == "official"
+                else self.profile)
+
+
+def teacher_dir(task: str, profile: str, results: Path = RESULTS) -> Path:
+    """The task's one teacher (seed 42 of the profile's fine-tuning preset)."""
+    return results / ("teachers" if profile == "cpu" else f"teachers-{profile}") / task
+
+
+# Methods: name -> function(task, profile) -> `--set` overrides after the profile's preset.
+METHODS: dict[str, Callable[[str, str], list[str]]] = {}
+
+PURE_STUDENT = ["replace.schedule=constant", "replace.p_0=1"]
+HARD_LABELS_ONLY = ["loss.hidden=0", "loss.attention=0", "loss.prediction=0", "loss.hard=1"]
+
+
+def method(name: str, overrides: list[str] | None = None):
+    """Register a method by its overrides, or (as a decorator) by a function computing them."""
+    if overrides is not None:
+        METHODS[name] = lambda task, profile: list(overrides)
+        return None
+
+    def register(fn):
+        METHODS[name] = fn
+        return fn
+    return register
+
+
+method("spd", [])
+method("no_replacing", PURE_STUDENT)
+# Gradual magnitude pruning during fine-tuning: the same schedule, the student alone, labels only.
+method("gmp", [*PURE_STUDENT, *HARD_LABELS_ONLY])
+method("logits_only", ["loss.hidden=0", "loss.attention=0"])
+method("one_shot", ["prune.updates=0"])
+method("constant_p0.5", ["replace.schedule=constant", "replace.p_0=0.5"])
+method("constant_p0.8", ["replace.schedule=constant", "replace.p_0=0.8"])
+method("global", ["prune.scope=global"])
+method("random", ["prune.criterion=random"])
+method("dense", [])  # fine-tuning; overrides apply to the FinetuneConfig
+
+
+@method("official_readme")
+def _official_readme(task: str, profile: str) -> list[str]:
+    """The official README's schedule (p = 0.8 throughout, pruning and grafting at once, no
+    pure-student stage, two decays) at the profile's length: under `official` its own preset."""
+    if profile == "official":
+        return []
+    st = spd_config(task, "", profile).stages
+    return [f"stages.graft={st.graft + st.finetune:g}", "stages.finetune=0",
+            "replace.schedule=linear", "replace.p_0=0.8", "replace.slope=0",
+            "optim.lr_restart=true"]
+
+
+@method("linear")
+def _linear(task: str, profile: str) -> list[str]:
+    """p from p_0 = 0.5 rising linearly to 1 at the end of the graft stage (three_stage's end
+    points, one straight line instead of flat-then-ramp)."""
+    cfg = spd_config(task, "", profile)
+    steps_per_epoch = math.ceil(get_task(task).sizes["train"] / cfg.data.batch_size)
+    st = cfg.stages
+    graft_end = st.prune + st.graft if st.unit == "steps" else round(
+        (st.prune + st.graft) * steps_per_epoch)
+    return ["replace.schedule=linear", "replace.p_0=0.5", f"replace.slope={0.5 / graft_end:.6g}"]
+
+
+ABLATIONS: dict[str, Callable[[list[str], list[int], str], list[Cell]]] = {}
+DEFAULT_TASKS: dict[str, list[str]] = {}
+
+
+def ablation(name: str, tasks: list[str]):
+    """Register a grid under `name`, with the tasks it runs on by default."""
+    def register(fn):
+        ABLATIONS[name], DEFAULT_TASKS[name] = fn, tasks
+        return fn
+    return register
+
+
+def _cells(rows, tasks, seeds, profile) -> list[Cell]:
+    """rows: (label, method, sparsity, reference); one cell per row, task and seed."""
+    return [Cell(t, m, s, seed, profile, label, ref)
+            for t in tasks for seed in seeds for label, m, s, ref in rows]
+
+
+@ablation("components", ["mrpc", "rte"])
+def components(tasks, seeds, profile) -> list[Cell]:
+    """Full SPD at 0.9 against SPD with one component taken away."""
+    rows = [(SPD_REFERENCE, "spd", 0.9, None),
+            ("no progressive replacing (p = 1)", "no_replacing", 0.9, SPD_REFERENCE),
+            ("no distillation (GMP, hard labels)", "gmp", 0.9, SPD_REFERENCE),
+            ("logits-only distillation", "logits_only", 0.9, SPD_REFERENCE),
+            ("one-shot pruning", "one_shot", 0.9, SPD_REFERENCE),
+            ("official README schedule", "official_readme", 0.9, SPD_REFERENCE)]
+    return _cells(rows, tasks, seeds, profile)
+
+
+@ablation("replacing_schedule", ["mrpc"])
+def replacing_schedule(tasks, seeds, profile) -> list[Cell]:
+    rows = [("three_stage", "spd", 0.9, None),
+            ("constant p = 0.5", "constant_p0.5", 0.9, "three_stage"),
+            ("constant p = 0.8", "constant_p0.8", 0.9, "three_stage"),
+            ("linear", "linear", 0.9, "three_stage")]
+    return _cells(rows, tasks, seeds, profile)
+
+
+SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95, 0.97)
+
+
+@ablation("sparsity", ["mrpc"])
+def sparsity(tasks, seeds, profile) -> list[Cell]:
+    """SPD and GMP at each target sparsity; GMP is compared with SPD at the same sparsity."""
+    rows = [row for s in SPARSITIES
+            for row in ((f"SPD s{s:g}", "spd", s, None), (f"GMP s{s:g}", "gmp", s, f"SPD s{s:g}"))]
+    return _cells(rows, tasks, seeds, profile)
+
+
+@ablation("criterion_scope", ["mrpc"])
+def criterion_scope(tasks, seeds, profile) -> list[Cell]:
+    rows = [("magnitude, per matrix", "spd", 0.9, None),
+            ("magnitude, global", "global", 0.9, "magnitude, per matrix"),
+            ("random", "random", 0.9, "magnitude, per matrix")]
+    return _cells(rows, tasks, seeds, profile)
+
+
+@ablation("overfitting", ["mrpc", "rte"])
+def overfitting(tasks, seeds, profile) -> list[Cell]:
+    """Dense fine-tuning, GMP and SPD at 0.5 and 0.9: train and dev at every evaluation."""
+    rows = [("dense fine-tuning", "dense", None, None),
+            *[(f"{name} s{s:g}", m, s, "dense fine-tuning")
+              for s in (0.5, 0.9) for name, m in (("GMP", "gmp"), ("SPD", "spd"))]]
+    return _cells(rows, tasks, seeds, profile)

@@ -1,0 +1,196 @@
+"""Run an ablation grid: one run folder per cell, resumable, shardable, safe to run twice at once.
+
+    python -m ablations.run NAME [--tasks T ...] [--seeds N] [--profile cpu|official|smoke]
+                                [--methods M ...] [--dry-run] [--shard I/N] [--model M]
+                                [--data-dir D] [--results DIR]
+
+Cells (registry.py) run one after another through `spd prune` (SPD cells, always with
+`--resume`) or `spd finetune` (dense cells). A finished cell (its `final.json` holds the same
+configuration) is skipped, so running the command again continues the grid. Each cell is
+claimed with an exclusive `flock` on `<cell>/.lock`: a second runner on the same folder skips
+a claimed cell, and the kernel frees the lock of a runner that dies, so a stale lock never
+blocks (on network filesystems this needs working `flock`, as on NFSv4). `--shard I/N` keeps
+every N-th cell starting at I (0 <= I < N) of the grid's fixed order, for cluster job arrays.
+Each cell's `runner.jsonl` records every time a runner started it (host, pid, time, command).
+"""
+import argparse
+import fcntl
+import json
+import os
+import socket
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from ablations.registry import ABLATIONS, DEFAULT_TASKS, PROFILES, RESULTS, Cell, teacher_dir
+from spd import rundir
+from spd.cli import EXIT_BAD_INPUT, _Parser
+from spd.cli import main as spd_main
+from spd.config import finetune_config, spd_config, to_dict
+from spd.errors import SpdError, bad_value
+from spd.tasks import get_task
+
+LOCK, RUNNER_LOG = ".lock", "runner.jsonl"
+
+
+@contextmanager
+def claim(folder: Path, wait: bool = False):
+    """Yield True while this process holds the folder's exclusive lock; False if another does
+    (with `wait`, block until it is free instead)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())
+        yield True
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def is_finished(folder: Path, config: dict | None) -> bool:
+    """A finished run of exactly `config`, or of any when None (another configuration is spd's
+    to refuse)."""
+    return (folder / rundir.FINAL).is_file() and (config is None
+                                                   or rundir.holds_config(folder, config))
+
+
+def cell_config(cell: Cell, results: Path, model: str | None) -> dict:
+    """The configuration `spd_args(cell)` runs, as its `config.json` holds it."""
+    if cell.kind == "finetune":
+        return to_dict(finetune_config(cell.task, model, cell.preset(), cell.overrides()))
+    return to_dict(spd_config(cell.task, str(teacher_dir(cell.task, cell.profile, results)),
+                              cell.preset(), [f"prune.sparsity={cell.sparsity:g}",
+                                              *cell.overrides()]))
+
+
+def spd_args(cell: Cell, results: Path, data_dir: str | None, model: str | None) -> list[str]:
+    """The `spd` command line that runs `cell`."""
+    common = ["--task", cell.task, "--output", str(cell.path(results)), "--preset", cell.preset(),
+              *[a for o in cell.overrides() for a in ("--set", o)],
+              *(["--data-dir", data_dir] if data_dir else [])]
+    if cell.kind == "finetune":  # no resume for fine-tuning: an unfinished one starts again
+        return ["finetune", *common, *(["--model", model] if model else []), "--overwrite"]
+    return ["prune", *common, "--teacher", str(teacher_dir(cell.task, cell.profile, results)),
+            "--sparsity", f"{cell.sparsity:g}", "--resume"]
+
+
+def teacher_args(task: str, profile: str, results: Path, data_dir: str | None,
+                 model: str | None) -> list[str]:
+    return ["finetune", "--task", task, "--output", str(teacher_dir(task, profile, results)),
+            "--preset", profile, *(["--data-dir", data_dir] if data_dir else []),
+            *(["--model", model] if model else [])]
+
+
+def run_claimed(folder: Path, args: list[str], config: dict | None, wait: bool = False) -> str:
+    """Run `spd args` in `folder` unless it is finished or claimed: done, ran, locked or failed.
+    With `wait`, a claimed folder is waited for (a teacher that another runner is training)."""
+    if is_finished(folder, config):
+        return "done"
+    with claim(folder, wait) as mine:
+        if not mine:
+            return "locked"
+        if is_finished(folder, config):  # finished by another runner since the first check
+            return "done"
+        line = {"host": socket.gethostname(), "pid": os.getpid(), "start": time.time(),
+                "command": ["spd", *args]}
+        with open(folder / RUNNER_LOG, "a", encoding="utf-8") as f:
+            f.write(json.dumps(line) + "\n")
+        code = spd_main(args)
+        if code == 130:
+            raise KeyboardInterrupt
+        return "ran" if code == 0 else "failed"
+
+
+def shard(cells: list[Cell], spec: str | None) -> list[Cell]:
+    if spec is None:
+        return cells
+    try:
+        i, n = (int(x) for x in spec.split("/"))
+        ok = 0 <= i < n
+    except ValueError:
+        ok = False
+    if not ok:
+        raise bad_value("--shard", spec, "I/N with integers 0 <= I < N, e.g. 0/4")
+    return cells[i::n]
+
+
+def parse(argv: list[str] | None):
+    p = _Parser(prog="python -m ablations.run", description=__doc__.split("\n")[0])
+    p.add_argument("name", help=f"ablation: {', '.join(ABLATIONS)}")
+    p.add_argument("--tasks", nargs="+", help="GLUE tasks (default: the ablation's own)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1 (default 3)")
+    p.add_argument("--profile", default="cpu", help=f"{' or '.join(PROFILES)} (default cpu)")
+    p.add_argument("--dry-run", action="store_true", help="list the cells and their state only")
+    p.add_argument("--shard", help="I/N: run every N-th cell starting at I (0-based)")
+    p.add_argument("--methods", nargs="+", help="run only these methods (registry.METHODS)")
+    p.add_argument("--model", help="the teachers' and dense cells' model (default: minilm)")
+    p.add_argument("--data-dir", help="local GLUE folder (default: $SPD_DATA_DIR, else the hub)")
+    p.add_argument("--results", default=str(RESULTS), help=f"results folder (default: "
+                   f"{RESULTS}, from the repository root)")
+    return p.parse_args(argv)
+
+
+def grid(args) -> list[Cell]:
+    if args.name not in ABLATIONS:
+        raise bad_value("ablation", args.name, ", ".join(ABLATIONS))
+    if args.profile not in PROFILES:
+        raise bad_value("--profile", args.profile, ", ".join(PROFILES))
+    if args.seeds < 1:
+        raise bad_value("--seeds", args.seeds, "an integer >= 1")
+    tasks = args.tasks or DEFAULT_TASKS[args.name]
+    for t in tasks:
+        get_task(t)
+    cells = ABLATIONS[args.name](tasks, list(range(args.seeds)), args.profile)
+    for m in args.methods or ():
+        if m not in {c.method for c in cells}:
+            raise bad_value("--methods", m, ", ".join(sorted({c.method for c in cells})))
+    return shard([c for c in cells if not args.methods or c.method in args.methods], args.shard)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    try:
+        cells = grid(args)
+    except SpdError as e:
+        print(f"ablations: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    results = Path(args.results)
+    if args.dry_run:
+        for cell in cells:
+            done = is_finished(cell.path(results), cell_config(cell, results, args.model))
+            print(f"{'done' if done else 'todo'}  {cell.task}  {cell.label} (seed {cell.seed})  "
+                  f"spd {' '.join(spd_args(cell, results, args.data_dir, args.model))}")
+        return 0
+    states = []
+    try:
+        for i, cell in enumerate(cells, 1):
+            if cell.kind == "prune":
+                tdir = teacher_dir(cell.task, cell.profile, results)
+                targs = teacher_args(cell.task, cell.profile, results, args.data_dir, args.model)
+                # An existing teacher is used whatever its recipe (rte's has its own lr).
+                if run_claimed(tdir, targs, None, wait=True) == "failed":
+                    print(f"[{i}/{len(cells)}] {cell.task} {cell.key} seed {cell.seed}: teacher "
+                          f"{tdir} not ready", flush=True)
+                    states.append("failed")
+                    continue
+            state = run_claimed(cell.path(results),
+                                spd_args(cell, results, args.data_dir, args.model),
+                                cell_config(cell, results, args.model))
+            states.append(state)
+            print(f"[{i}/{len(cells)}] {cell.task} {cell.key} seed {cell.seed}: {state}", flush=True)
+    except KeyboardInterrupt:
+        print("ablations: interrupted; run the same command again to continue", file=sys.stderr)
+        return 130
+    counts = {s: states.count(s) for s in ("done", "ran", "locked", "failed") if s in states}
+    print("ablations: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    return 1 if "failed" in states else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
