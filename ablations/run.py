@@ -120,8 +120,9 @@ def shard(cells: list[Cell], spec: str | None) -> list[Cell]:
     return cells[i::n]
 
 
-def parse(argv: list[str] | None):
-    p = _Parser(prog="python -m ablations.run", description=__doc__.split("\n")[0])
+def build_parser(prog: str = "python -m ablations.run", description: str = __doc__) -> _Parser:
+    """The grid options, shared by the runner and `ablations.tables`."""
+    p = _Parser(prog=prog, description=description.split("\n")[0])
     p.add_argument("name", help=f"ablation: {', '.join(ABLATIONS)}")
     p.add_argument("--tasks", nargs="+", help="GLUE tasks (default: the ablation's own)")
     p.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1 (default 3)")
@@ -133,7 +134,11 @@ def parse(argv: list[str] | None):
     p.add_argument("--data-dir", help="local GLUE folder (default: $SPD_DATA_DIR, else the hub)")
     p.add_argument("--results", default=str(RESULTS), help=f"results folder (default: "
                    f"{RESULTS}, from the repository root)")
-    return p.parse_args(argv)
+    return p
+
+
+def parse(argv: list[str] | None):
+    return build_parser().parse_args(argv)
 
 
 def grid(args) -> list[Cell]:

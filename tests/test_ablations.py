@@ -126,3 +126,98 @@ def test_bad_runner_input_is_one_line_and_exit_2(bad, word, capsys):
     assert run.main(bad) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and word in err and "Traceback" not in err
+
+
+from ablations import tables  # noqa: E402
+from spd import rundir  # noqa: E402
+
+SPD = {0: 0.80, 1: 0.82, 2: 0.84}
+GMP = {0: 0.70, 1: 0.75, 2: 0.71}
+GRID = ["components", "--profile", "smoke", "--tasks", "mrpc", "--seeds", "3"]
+
+
+def fake_results(results, values: dict) -> None:
+    """final.json and config.json of finished cells, with chosen dev F1 (train F1 = 1)."""
+    for cell in run.grid(run.parse(GRID)):
+        seeds = values.get(cell.method, {})
+        if cell.seed not in seeds:
+            continue
+        folder = cell.path(results)
+        folder.mkdir(parents=True)
+        rundir.write_json(folder / "config.json", run.cell_config(cell, results, None))
+        rundir.write_json(folder / "final.json", {
+            "main_metric": "f1", "dev": {"f1": seeds[cell.seed], "accuracy": 0.5},
+            "train_subset": {"f1": 1.0}, "environment": {"git_commit": "abc123", "device": "cpu"}})
+
+
+def table_rows(tmp_path) -> dict:
+    out = tmp_path / "tables"
+    assert tables.main([*GRID, "--results", str(tmp_path), "--out", str(out)]) == 0
+    with open(out / "components.csv") as f:
+        rows = [line for line in f if not line.startswith("#")]
+    import csv
+    return {r["method"]: r for r in csv.DictReader(rows)}
+
+
+def test_table_numbers_equal_hand_computed_ones(tmp_path):
+    fake_results(tmp_path, {"spd": SPD, "gmp": GMP, "one_shot": {1: 0.9}})
+    rows = table_rows(tmp_path)
+    spd, gmp = rows["SPD"], rows["no distillation (GMP, hard labels)"]
+    assert spd["n"] == "3" and float(spd["mean"]) == pytest.approx(0.82)
+    assert float(spd["sd"]) == pytest.approx(0.02)
+    half = 4.302653 * 0.02 / 3 ** 0.5  # t_{0.975, 2} sd / sqrt(n)
+    assert float(spd["ci_low"]) == pytest.approx(0.82 - half, abs=1e-6)
+    assert float(spd["ci_high"]) == pytest.approx(0.82 + half, abs=1e-6)
+    # Paired differences -0.10, -0.07, -0.13: t = -0.1 / (0.03 / sqrt 3); with 2 degrees of
+    # freedom the two-sided p is 1 - |t| / sqrt(t^2 + 2).
+    t = 0.1 / (0.03 / 3 ** 0.5)
+    assert float(gmp["p"]) == pytest.approx(1 - t / (t * t + 2) ** 0.5, rel=1e-3)
+    assert gmp["vs"] == "SPD" and spd["p"] == "" and spd["vs"] == ""
+    one = rows["one-shot pruning"]  # one seed: a mean, no spread, no test
+    assert one["n"] == "1" and one["sd"] == one["ci_low"] == one["p"] == ""
+    assert one["best"] == "1" and spd["best"] == "0"  # the best mean of the column
+    empty = rows["logits-only distillation"]  # no finished seed: an empty row, not a number
+    assert empty["n"] == "0" and empty["mean"] == ""
+
+
+def test_tables_are_byte_identical_when_regenerated_and_name_their_provenance(tmp_path):
+    fake_results(tmp_path, {"spd": SPD, "gmp": GMP})
+    out = tmp_path / "tables"
+    args = [*GRID, "--results", str(tmp_path), "--out", str(out)]
+    assert tables.main(args) == 0
+    first = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert tables.main(args) == 0
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == first
+    assert set(first) == {"components.md", "components.tex", "components.csv"}
+    md = first["components.md"].decode()
+    assert "python -m ablations.tables components --profile smoke" in md and "--out" not in md
+    assert "abc123" in md and "cpu" in md and "ttest_rel" in md and "**0.8200**" in md
+    assert r"\textbf{0.8200}" in first["components.tex"].decode()
+
+
+def test_a_folder_left_by_another_configuration_is_not_counted(tmp_path):
+    fake_results(tmp_path, {"spd": SPD})
+    cell = next(c for c in run.grid(run.parse(GRID)) if c.method == "spd" and c.seed == 0)
+    config = rundir.read_json(cell.path(tmp_path) / "config.json")
+    rundir.write_json(cell.path(tmp_path) / "config.json", {**config, "seed": 7})
+    assert table_rows(tmp_path)["SPD"]["n"] == "2"
+
+
+def test_sparsity_and_overfitting_figures_are_drawn_from_results(tmp_path):
+    for name, grid_args in (("sparsity", ["--seeds", "2"]), ("overfitting", ["--seeds", "1"])):
+        argv = [name, "--profile", "smoke", "--tasks", "mrpc", *grid_args]
+        for i, cell in enumerate(run.grid(run.parse(argv))):
+            folder = cell.path(tmp_path)
+            folder.mkdir(parents=True, exist_ok=True)
+            rundir.write_json(folder / "config.json", run.cell_config(cell, tmp_path, None))
+            dev = 0.5 + 0.01 * i
+            rundir.write_json(folder / "final.json", {
+                "main_metric": "f1", "dev": {"f1": dev}, "train_subset": {"f1": 0.9},
+                "environment": {"git_commit": "abc", "device": "cpu"}})
+            rundir.write_jsonl(folder / "metrics.jsonl", [
+                {"epoch": e, "dev": {"f1": dev}, "train_subset": {"f1": 0.6 + 0.1 * e}}
+                for e in (1, 2, 3)])
+        out = tmp_path / "tables"
+        assert tables.main([*argv, "--results", str(tmp_path), "--out", str(out)]) == 0
+        for ext in ("png", "pdf"):
+            assert (tmp_path / "figures" / f"{name}.{ext}").stat().st_size > 1000

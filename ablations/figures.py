@@ -1,0 +1,97 @@
+"""Ablation figures (seaborn; PNG and PDF in `ablations/figures/`), from saved results only.
+
+`sparsity`: the dev metric against target sparsity per method, with 95% intervals over seeds.
+`overfitting`: train-subset and dev metric over training per method (seed 0), and the final
+train - dev gap against sparsity (dense fine-tuning at 0). `ablations.tables` draws them.
+"""
+import json
+from pathlib import Path
+
+from ablations.registry import Cell
+from spd import rundir
+from spd.tasks import get_task
+
+
+def _save(fig, out: Path, name: str) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{name}.png", out / f"{name}.pdf"]
+    fig.savefig(paths[0], dpi=110, bbox_inches="tight")
+    fig.savefig(paths[1], bbox_inches="tight", metadata={"CreationDate": None})
+    return paths
+
+
+def _setup():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="paper")
+    return plt, sns
+
+
+def sparsity_figure(cells: list[Cell], rows, out: Path) -> list[Path]:
+    """rows: ablations.tables.Row of the `sparsity` grid (quantity dev)."""
+    plt, _ = _setup()
+    s_of = {(c.task, c.label): c.sparsity for c in cells}
+    method_of = {(c.task, c.label): c.method.upper() for c in cells}
+    tasks = sorted({r.task for r in rows})
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.5), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        for method in sorted({method_of[(task, r.label)] for r in rows if r.task == task}):
+            pts = sorted((s_of[(r.task, r.label)], r) for r in rows
+                         if r.task == task and method_of[(r.task, r.label)] == method and r.n)
+            if not pts:
+                continue
+            xs, ms = [s for s, _ in pts], [r.mean for _, r in pts]
+            lo = [m - (r.ci[0] if r.ci else m) for m, (_, r) in zip(ms, pts)]
+            hi = [(r.ci[1] if r.ci else m) - m for m, (_, r) in zip(ms, pts)]
+            ax.errorbar(xs, ms, yerr=[lo, hi], marker="o", capsize=3, label=method)
+        metric = next((r.metric for r in rows if r.task == task), "")
+        ax.set(xlabel="target sparsity", ylabel=f"dev {metric}", title=task)
+        ax.legend()
+    paths = _save(fig, out, "sparsity")
+    plt.close(fig)
+    return paths
+
+
+def _records(folder: Path) -> list[dict]:
+    path = folder / rundir.METRICS
+    if not path.is_file():
+        return []
+    return [r for r in map(json.loads, path.read_text(encoding="utf-8").splitlines())
+            if "dev" in r and r.get("train_subset")]
+
+
+def overfitting_figure(cells: list[Cell], rows, results: Path, out: Path) -> list[Path]:
+    """Curves of seed 0's runs, and the final gap (rows of quantity gap) against sparsity."""
+    import pandas as pd
+
+    plt, sns = _setup()
+    tasks = sorted({c.task for c in cells})
+    fig, axes = plt.subplots(len(tasks), 2, figsize=(11, 3.5 * len(tasks)), squeeze=False)
+    for (ax_curve, ax_gap), task in zip(axes, tasks):
+        curve = []
+        for c in cells:
+            if c.task == task and c.seed == min(x.seed for x in cells):
+                m = get_task(task).main_metric
+                for r in _records(c.path(results)):
+                    curve += [{"epoch": r["epoch"], "method": c.label, "split": split,
+                               "metric": r[key][m]}
+                              for split, key in (("train", "train_subset"), ("dev", "dev"))]
+        if curve:
+            sns.lineplot(pd.DataFrame(curve), x="epoch", y="metric", hue="method", style="split",
+                         marker="o", ax=ax_curve)
+        ax_curve.set_title(f"{task}: train subset and dev during training (seed 0)")
+        s_of = {c.label: (c.sparsity or 0.0, c.method) for c in cells if c.task == task}
+        gaps = [{"sparsity": s_of[r.label][0], "method": s_of[r.label][1], "gap": r.mean}
+                for r in rows if r.task == task and r.quantity == "gap" and r.n]
+        if gaps:
+            sns.lineplot(pd.DataFrame(gaps), x="sparsity", y="gap", hue="method", marker="o",
+                         ax=ax_gap)
+        ax_gap.set(title=f"{task}: final train - dev gap (dense at sparsity 0)",
+                   xlim=(-0.05, 1.0))
+    paths = _save(fig, out, "overfitting")
+    plt.close(fig)
+    return paths

@@ -1,0 +1,248 @@
+"""Ablation tables from the saved results alone: Markdown, LaTeX and CSV, byte-reproducible.
+
+    python -m ablations.tables NAME [--tasks T ...] [--seeds N] [--profile cpu] [--results DIR]
+                                    [--out DIR]
+
+For each task, method and quantity (the dev main metric; for `overfitting` also the train-subset
+metric and the train - dev gap, all of the final student): the mean and sample standard
+deviation over the finished seeds, n, a 95% Student-t confidence interval (mean +- t_{0.975,
+n-1} sd / sqrt(n)) and a two-sided paired t-test (scipy.stats.ttest_rel, paired by seed, over
+the seeds both rows have) against the row's reference (full SPD unless the grid says
+otherwise). The best mean per task and quantity is marked (higher is better for every GLUE
+metric; for the gap, the smallest). Unfinished cells are left out (n says how many seeds
+made it); a row with no finished seed is left empty. No time stamps: the same results give
+byte-identical files. Figures (seaborn, PNG and PDF; `ablations/figures.py`) go to
+`ablations/figures/` for `sparsity` and `overfitting`.
+"""
+import csv
+import io
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from scipy import stats
+
+from ablations.figures import overfitting_figure, sparsity_figure
+from ablations.registry import Cell
+from ablations.run import build_parser, cell_config, grid, is_finished
+from spd import rundir
+from spd.cli import EXIT_BAD_INPUT
+from spd.errors import SpdError
+from spd.tasks import get_task
+
+TABLES, FIGURES = Path("ablations/tables"), Path("ablations/figures")
+QUANTITIES = {"overfitting": ("dev", "train", "gap")}
+LOWER_IS_BETTER = {"gap"}
+
+
+@dataclass(frozen=True)
+class Row:
+    task: str
+    label: str
+    quantity: str
+    metric: str
+    values: dict  # seed -> value
+    reference: str | None
+    p_value: float | None
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float | None:
+        return sum(self.values.values()) / self.n if self.n else None
+
+    @property
+    def sd(self) -> float | None:
+        if self.n < 2:
+            return None
+        m = self.mean
+        return math.sqrt(sum((v - m) ** 2 for v in self.values.values()) / (self.n - 1))
+
+    @property
+    def ci(self) -> tuple[float, float] | None:
+        if self.n < 2:
+            return None
+        half = stats.t.ppf(0.975, self.n - 1) * self.sd / math.sqrt(self.n)
+        return self.mean - half, self.mean + half
+
+
+def quantity(final: dict, name: str) -> float | None:
+    m = final["main_metric"]
+    dev, train = final["dev"][m], (final.get("train_subset") or {}).get(m)
+    if name == "dev":
+        return dev
+    if train is None:
+        return None
+    return train if name == "train" else train - dev
+
+
+def paired_p(a: dict, b: dict) -> float | None:
+    """Two-sided paired t-test over the seeds both have; None below 2 pairs or when undefined."""
+    seeds = sorted(set(a) & set(b))
+    if len(seeds) < 2:
+        return None
+    p = float(stats.ttest_rel([a[s] for s in seeds], [b[s] for s in seeds]).pvalue)
+    return p if math.isfinite(p) else None
+
+
+def collect(cells: list[Cell], results: Path) -> dict:
+    """(task, label) -> {seed: final.json} for the cells finished with the grid's own
+    configuration (a folder left from another configuration is not taken for this cell)."""
+    finals: dict = {}
+    for c in cells:
+        folder = c.path(results)
+        finals.setdefault((c.task, c.label), {})
+        if is_finished(folder, cell_config(c, results, None)):
+            finals[(c.task, c.label)][c.seed] = rundir.read_json(folder / rundir.FINAL)
+    return finals
+
+
+def build_rows(cells: list[Cell], finals: dict, quantities=("dev",)) -> list[Row]:
+    refs = {(c.task, c.label): c.reference for c in cells}
+    keys = list(dict.fromkeys((c.task, c.label) for c in cells))  # grid order
+    rows = []
+    for q in quantities:
+        values = {}
+        for key in keys:
+            per_seed = {s: quantity(f, q) for s, f in finals.get(key, {}).items()}
+            values[key] = {s: v for s, v in per_seed.items() if v is not None}
+        for task, label in keys:
+            ref = refs[(task, label)]
+            metric = get_task(task).main_metric
+            p = paired_p(values[(task, label)], values[(task, ref)]) if ref else None
+            rows.append(Row(task, label, q, metric, values[(task, label)], ref, p))
+    return sorted(rows, key=lambda r: (r.task, quantities.index(r.quantity)))
+
+
+def best(rows: list[Row]) -> set[int]:
+    """Indices of the best mean per task and quantity."""
+    out = set()
+    for key in dict.fromkeys((r.task, r.quantity) for r in rows):
+        group = [(i, r) for i, r in enumerate(rows) if (r.task, r.quantity) == key and r.n]
+        if group:
+            sign = -1 if key[1] in LOWER_IS_BETTER else 1
+            top = max(sign * r.mean for _, r in group)
+            out |= {i for i, r in group if sign * r.mean == top}
+    return out
+
+
+def _f(x: float | None, digits: int = 4) -> str:
+    return "" if x is None else f"{x:.{digits}f}"
+
+
+def _p(p: float | None) -> str:
+    return "" if p is None else f"{p:.3g}"
+
+
+def cells_text(r: Row) -> list[str]:
+    ci = r.ci
+    return [r.task, r.label, r.quantity, r.metric, str(r.n), _f(r.mean), _f(r.sd),
+            "" if ci is None else f"[{ci[0]:.4f}, {ci[1]:.4f}]", r.reference or "", _p(r.p_value)]
+
+
+HEADER = ["task", "method", "quantity", "metric", "n", "mean", "sd", "95% CI", "vs",
+          "paired t-test p"]
+
+
+def footer(name: str, argv: list[str], cells: list[Cell], finals: dict) -> list[str]:
+    envs = [f["environment"] for runs in finals.values() for f in runs.values()]
+    commits = sorted({e.get("git_commit") or "unknown" for e in envs})
+    devices = sorted({e["device"] for e in envs})
+    seeds = sorted({c.seed for c in cells})
+    return [f"Generated by `python -m ablations.tables {' '.join(argv)}` from "
+            f"`ablations/results/cells/` alone. Profile {cells[0].profile}; seeds "
+            f"{', '.join(map(str, seeds))}; runs at commit {', '.join(c[:12] for c in commits) or '-'}; "
+            f"hardware: {'; '.join(devices) or '-'}.",
+            "mean and sd (n - 1) over the finished seeds; 95% CI: Student t; p: two-sided paired "
+            "t-test (scipy.stats.ttest_rel) against the `vs` row, paired by seed. Bold (CSV: best "
+            "= 1): the best mean per task and quantity (smallest for gap). Dev metrics are of the final student, "
+            "not the best during training."]
+
+
+def to_markdown(rows: list[Row], foot: list[str]) -> str:
+    marked = best(rows)
+    lines = ["| " + " | ".join(HEADER) + " |", "|---" * len(HEADER) + "|"]
+    for i, r in enumerate(rows):
+        cells = cells_text(r)
+        if i in marked:
+            cells[5] = f"**{cells[5]}**"
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join([*lines, "", *foot]) + "\n"
+
+
+_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#", "$": r"\$",
+        "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def _tex(s: str) -> str:
+    return "".join(_TEX.get(ch, ch) for ch in s)
+
+
+def to_latex(rows: list[Row], foot: list[str]) -> str:
+    marked = best(rows)
+    lines = [r"\begin{tabular}{" + "l" * 4 + "r" * 3 + "lll}", r"\toprule",
+             " & ".join(_tex(h) for h in HEADER) + r" \\", r"\midrule"]
+    for i, r in enumerate(rows):
+        cells = [_tex(c) for c in cells_text(r)]
+        if i in marked:
+            cells[5] = rf"\textbf{{{cells[5]}}}"
+        lines.append(" & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", *[f"% {_tex(line)}" for line in foot]]
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(rows: list[Row], foot: list[str]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow([*HEADER[:7], "ci_low", "ci_high", "vs", "p", "best", "seeds"])
+    marked = best(rows)
+    for i, r in enumerate(rows):
+        ci = r.ci or (None, None)
+        w.writerow([r.task, r.label, r.quantity, r.metric, r.n, _f(r.mean, 6), _f(r.sd, 6),
+                    _f(ci[0], 6), _f(ci[1], 6), r.reference or "", _p(r.p_value),
+                    int(i in marked), " ".join(map(str, sorted(r.values)))])
+    return buf.getvalue() + "".join(f"# {line}\n" for line in foot)
+
+
+def write_tables(args, argv: list[str], out: Path = TABLES) -> list[Path]:
+    """NAME.{md,tex,csv} in `out` for the grid `args` describes (the runner's options)."""
+    name = args.name
+    cells = grid(args)
+    finals = collect(cells, Path(args.results))
+    rows = build_rows(cells, finals, QUANTITIES.get(name, ("dev",)))
+    foot = footer(name, argv, cells, finals)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ext, render in (("md", to_markdown), ("tex", to_latex), ("csv", to_csv)):
+        path = out / f"{name}.{ext}"
+        rundir.write_text(path, render(rows, foot))
+        paths.append(path)
+    figures = out.parent / "figures"  # ablations/figures beside ablations/tables
+    if name == "sparsity":
+        paths += sparsity_figure(cells, [r for r in rows if r.quantity == "dev"], figures)
+    elif name == "overfitting":
+        paths += overfitting_figure(cells, rows, Path(args.results), figures)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser("python -m ablations.tables", __doc__)
+    parser.add_argument("--out", default=str(TABLES), help=f"tables folder (default: {TABLES})")
+    args = parser.parse_args(argv)
+    try:
+        shown = [a for i, a in enumerate(argv)  # the command, less where the files went
+                 if a != "--out" and (i == 0 or argv[i - 1] != "--out")]
+        paths = write_tables(args, shown, Path(args.out))
+    except SpdError as e:
+        print(f"ablations: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print("\n".join(map(str, paths)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
