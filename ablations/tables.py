@@ -207,12 +207,23 @@ def to_csv(rows: list[Row], foot: list[str]) -> str:
     return buf.getvalue() + "".join(f"# {line}\n" for line in foot)
 
 
+def load(args) -> tuple[list[Cell], dict, list[Row]]:
+    """The grid `args` describes (the runner's options), its finished runs and its rows."""
+    cells = grid(args)
+    finals = collect(cells, Path(args.results))
+    return cells, finals, build_rows(cells, finals, QUANTITIES.get(args.name, ("dev",)))
+
+
+def rows_for(argv: list[str]) -> tuple[list[Cell], list[Row]]:
+    """For notebooks: the cells and table rows of `python -m ablations.tables ARGV`."""
+    cells, _, rows = load(build_parser().parse_args(argv))
+    return cells, rows
+
+
 def write_tables(args, argv: list[str], out: Path = TABLES) -> list[Path]:
     """NAME.{md,tex,csv} in `out` for the grid `args` describes (the runner's options)."""
     name = args.name
-    cells = grid(args)
-    finals = collect(cells, Path(args.results))
-    rows = build_rows(cells, finals, QUANTITIES.get(name, ("dev",)))
+    cells, finals, rows = load(args)
     foot = footer(name, argv, cells, finals)
     out.mkdir(parents=True, exist_ok=True)
     paths = []

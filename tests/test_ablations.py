@@ -221,3 +221,28 @@ def test_sparsity_and_overfitting_figures_are_drawn_from_results(tmp_path):
         assert tables.main([*argv, "--results", str(tmp_path), "--out", str(out)]) == 0
         for ext in ("png", "pdf"):
             assert (tmp_path / "figures" / f"{name}.{ext}").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("name", ["schedules", "ablations", "overfitting", "theory"])
+def test_notebooks_run_headless_on_a_fixture_of_results(name, tmp_path, monkeypatch):
+    import nbclient
+    import nbformat
+
+    fake_results(tmp_path, {"spd": SPD, "gmp": GMP})
+    spd0 = next(c for c in run.grid(run.parse(GRID)) if c.method == "spd" and c.seed == 0)
+    probe = {"p": 0.5, "D": {"measured": 1.0, "bound": 2.0, "holds": True}}
+    rundir.write_jsonl(spd0.path(tmp_path) / "metrics.jsonl",
+                       [{"step": 8, "dev": {"f1": 0.8}, "train_subset": {"f1": 0.9},
+                         "epoch": 1, "theory": probe}])
+    monkeypatch.setenv("SPD_RESULTS", str(tmp_path))
+    monkeypatch.setenv("SPD_PROFILE", "smoke")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    nb = nbformat.read(REPO / "notebooks" / f"{name}.ipynb", as_version=4)
+    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
+                            resources={"metadata": {"path": str(REPO)}}).execute()
+    text = "".join(o.get("text", "") + str(o.get("data", {}).get("text/markdown", ""))
+                   for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert not any(o.get("output_type") == "error" for c in nb.cells for o in c.get("outputs", []))
+    expected = {"schedules": "stages end at", "ablations": "0.8200",
+                "overfitting": "dense fine-tuning", "theory": "bound 2"}[name]
+    assert expected in text, text[:2000]
