@@ -94,6 +94,15 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--write", action="store_true",
                     help="(re)write report.md and its plots in each SPD run instead")
 
+    be = sub.add_parser("bench", help="time an SPD step's parts against the minimum, and sparse "
+                        "inference against dense; print a table, write bench.json")
+    _add_model(be)
+    be.add_argument("--task", default="mrpc", help="task whose head the model gets (default mrpc)")
+    be.add_argument("--batch", type=int, default=32, help="training batch (default 32)")
+    be.add_argument("--length", type=int, default=128, help="sequence length (default 128)")
+    be.add_argument("--repeats", type=int, default=5, help="timed runs per figure, median (default 5)")
+    be.add_argument("--output", help="folder for bench.json and bench.md")
+    be.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
     ev = sub.add_parser("evaluate", help="print a model's GLUE dev metrics as JSON")
     _add_common(ev)
     ev.add_argument("--model", required=True, help="a run's model/ folder, a run folder or a hub id")
@@ -190,6 +199,23 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from spd import bench
+    from spd.device import resolve_device
+    from spd.tasks import get_task
+
+    get_task(args.task)
+    for name in ("batch", "length", "repeats"):
+        if getattr(args, name) < 1:
+            raise bad_value(f"--{name}", getattr(args, name), "an integer >= 1")
+    result = bench.run(args.model or "minilm", args.task, args.batch, args.length, args.repeats,
+                       resolve_device(args.device))
+    print(bench.render(result), end="")
+    if args.output:
+        bench.write(result, Path(args.output))
+    return 0
+
+
 def cmd_report(args) -> int:
     from spd.report import load_finals, table, write_run_report
 
@@ -210,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         transformers.logging.set_verbosity_error()
         transformers.utils.logging.disable_progress_bar()
         return {"finetune": cmd_finetune, "prune": cmd_prune, "run": cmd_run,
-                "evaluate": cmd_evaluate, "report": cmd_report}[args.command](args)
+                "evaluate": cmd_evaluate, "report": cmd_report, "bench": cmd_bench}[args.command](args)
     except SpdError as e:
         print(f"spd: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -19,6 +19,18 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def prepare(device: torch.device) -> None:
+    """Process-wide settings for speed that every training entry point applies.
+
+    On the CPU, denormal floats are flushed to zero. SPD's attention-probability loss makes
+    gradients small enough to be denormal, and x86 arithmetic on denormals is many times
+    slower: without the flush, an SPD step on MiniLM (batch 32, length 128) spent 1.8 s instead
+    of 1.0 s in its matrix products (`spd bench`). Values below ~1e-38 become 0.
+    """
+    if device.type == "cpu":
+        torch.set_flush_denormal(True)
+
+
 def autocast(device: torch.device):
     """bf16 autocast on CUDA; on the CPU, full fp32 (a no-op context)."""
     if device.type == "cuda":

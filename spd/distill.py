@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from spd import data, losses, pruning, rundir
 from spd.config import SPDConfig, to_dict
-from spd.device import autocast, describe
+from spd.device import autocast, describe, prepare
 from spd.errors import SpdError
 from spd.report import write_run_report
 from spd.grafting import (draw_layers, export_student, make_student, set_layers,
@@ -295,6 +295,7 @@ def prune(cfg: SPDConfig, out_dir: Path, data_dir: Path | None, device: torch.de
         return done
     ckpt = _resume_point(cfg, out_dir, overwrite, resume)
     seed_everything(cfg.seed)
+    prepare(device)
     tokenizer, td, teacher = load_inputs(task, teacher_path(cfg.teacher), cfg.data, data_dir)
     loader = data.make_loader(td.train, cfg.data.batch_size, tokenizer.pad_token_id,
                               shuffle=True, seed=cfg.seed, pin_memory=device.type == "cuda")

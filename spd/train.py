@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from spd import data, rundir
 from spd.config import FinetuneConfig, config_hash, to_dict
-from spd.device import autocast, describe
+from spd.device import autocast, describe, prepare
 from spd.errors import SpdError
 from spd.metrics import compute_metrics
 from spd.models import load_classifier, load_tokenizer, max_positions
@@ -156,6 +156,7 @@ def finetune(cfg: FinetuneConfig, out_dir: Path, data_dir: Path | None, device: 
     if done:
         return done
     seed_everything(cfg.seed)
+    prepare(device)
     tokenizer, td, model = load_inputs(task, cfg.model, cfg.data, data_dir)
     rundir.start(out_dir, to_dict(cfg))
     env = rundir.environment(describe(device))  # the code as it is now, when the run starts

@@ -1,0 +1,41 @@
+"""`spd bench` on a tiny random BERT: every figure present, sparse outputs match dense."""
+import json
+
+from spd import bench
+from spd.cli import main
+
+
+def test_bench_reports_every_part_the_ratio_and_matching_sparse_outputs(tiny_model_dir, tmp_path,
+                                                                        capsys):
+    out = tmp_path / "bench"
+    assert main(["bench", "--model", str(tiny_model_dir), "--batch", "4", "--length", "16",
+                 "--repeats", "1", "--output", str(out), "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads((out / "bench.json").read_text())
+    t = result["training"]
+    assert {"teacher forward", "student forward", "student backward", "loss terms",
+            "layer draws", "mask upkeep (per step, amortised)"} <= set(t["parts_s"])
+    assert t["ratio"] == t["spd_step_s"] / t["minimum_step_s"] > 0
+    assert 0 < t["flop_rate_fraction"] == t["achieved_flop_rate"] / t["matmul_flop_rate"]
+    rows = result["inference"]
+    assert [(r["sparsity"], r["batch"]) for r in rows] == [
+        (s, b) for s in bench.SPARSITIES for b in (1, 32)]
+    assert all(r["outputs_match"] and r["max_abs_diff"] <= bench.TOLERANCE for r in rows)
+    assert f"{t['ratio']:.3f}" in printed and (out / "bench.md").read_text() == printed
+
+
+def test_forward_flops_counts_linears_and_attention(tiny_model_dir):
+    from spd.models import load_classifier
+    from spd.tasks import get_task
+
+    model = load_classifier(str(tiny_model_dir), get_task("mrpc"))
+    cfg = model.config  # 2 layers, hidden 128, intermediate from the config
+    per_layer = 4 * cfg.hidden_size ** 2 + 2 * cfg.hidden_size * cfg.intermediate_size
+    expected = 2 * 3 * (16 * 2 * per_layer + 2 * 16 * 16 * cfg.hidden_size * 2)
+    assert bench.forward_flops(model, batch=3, length=16) == expected
+
+
+def test_bad_bench_input_is_refused(capsys):
+    assert main(["bench", "--batch", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--batch" in err
