@@ -25,7 +25,7 @@ from torch import nn
 
 from spd import pruning, rundir
 from spd.config import spd_config
-from spd.device import autocast, describe, prepare
+from spd.device import autocast, describe, fast_math
 from spd.distill import Progress, _Student, make_plan, spd_loss
 from spd.grafting import draw_layers, set_layers
 from spd.models import load_classifier, load_tokenizer
@@ -98,7 +98,6 @@ def matmul_rate(device, n: int = 1024, repeats: int = 5) -> float:
 
 def training_breakdown(model_name: str, task_name: str, batch: int, length: int, device,
                        repeats: int) -> dict:
-    prepare(device)  # as every training run does
     task = get_task(task_name)
     tokenizer = load_tokenizer(model_name)
     teacher = load_classifier(model_name, task).to(device).eval()
@@ -239,8 +238,9 @@ def inference_table(model_name: str, task_name: str, length: int, device, repeat
 def run(model_name: str = "minilm", task: str = "mrpc", batch: int = 32, length: int = 128,
         repeats: int = 3, device=None, sparsities=SPARSITIES) -> dict:
     device = device or torch.device("cpu")
-    train = training_breakdown(model_name, task, batch, length, device, repeats)
-    inference = inference_table(model_name, task, length, device, repeats, sparsities)
+    with fast_math(device):  # as every training run does
+        train = training_breakdown(model_name, task, batch, length, device, repeats)
+        inference = inference_table(model_name, task, length, device, repeats, sparsities)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
     return {"model": model_name, "task": task, "device": describe(device),
             "torch": torch.__version__, "training": train, "inference": inference,

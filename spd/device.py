@@ -19,16 +19,25 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def prepare(device: torch.device) -> None:
-    """Process-wide settings for speed that every training entry point applies.
+@contextlib.contextmanager
+def fast_math(device: torch.device):
+    """Settings for speed while a training loop runs, restored when it ends.
 
-    On the CPU, denormal floats are flushed to zero. SPD's attention-probability loss makes
-    gradients small enough to be denormal, and x86 arithmetic on denormals is many times
-    slower: without the flush, an SPD step on MiniLM (batch 32, length 128) spent 1.8 s instead
-    of 1.0 s in its matrix products (`spd bench`). Values below ~1e-38 become 0.
+    On the CPU, denormal floats are flushed to zero (x86 FTZ/DAZ). SPD's attention-probability
+    loss drives gradients into the denormal range, where x86 arithmetic is many times slower:
+    without the flush an SPD step on MiniLM (batch 32, length 128) spent 1.8 s instead of 1.0 s
+    in its matrix products (`spd bench`). Values below ~1e-38 (fp32) become 0. The flag is
+    process-wide (it also changes Python's own float arithmetic), so it is switched off again
+    on exit rather than left set.
     """
-    if device.type == "cpu":
+    flush = device.type == "cpu"
+    if flush:
         torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        if flush:
+            torch.set_flush_denormal(False)
 
 
 def autocast(device: torch.device):

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from spd import data, losses, pruning, rundir
 from spd.config import SPDConfig, to_dict
-from spd.device import autocast, describe, prepare
+from spd.device import autocast, describe, fast_math
 from spd.errors import SpdError
 from spd.report import write_run_report
 from spd.grafting import (draw_layers, export_student, make_student, set_layers,
@@ -288,6 +288,11 @@ def prune(cfg: SPDConfig, out_dir: Path, data_dir: Path | None, device: torch.de
     With `resume`, an interrupted run continues from its last checkpoint and ends with the same
     weights and metrics as an uninterrupted one (bitwise on the CPU).
     """
+    with fast_math(device):
+        return _prune(cfg, out_dir, data_dir, device, overwrite, command, resume)
+
+
+def _prune(cfg, out_dir, data_dir, device, overwrite, command, resume) -> dict:
     task = get_task(cfg.task)
     out_dir = Path(out_dir)
     done = finished_run(out_dir, cfg, overwrite)
@@ -295,7 +300,6 @@ def prune(cfg: SPDConfig, out_dir: Path, data_dir: Path | None, device: torch.de
         return done
     ckpt = _resume_point(cfg, out_dir, overwrite, resume)
     seed_everything(cfg.seed)
-    prepare(device)
     tokenizer, td, teacher = load_inputs(task, teacher_path(cfg.teacher), cfg.data, data_dir)
     loader = data.make_loader(td.train, cfg.data.batch_size, tokenizer.pad_token_id,
                               shuffle=True, seed=cfg.seed, pin_memory=device.type == "cuda")

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from spd import data, rundir
 from spd.config import FinetuneConfig, config_hash, to_dict
-from spd.device import autocast, describe, prepare
+from spd.device import autocast, describe, fast_math
 from spd.errors import SpdError
 from spd.metrics import compute_metrics
 from spd.models import load_classifier, load_tokenizer, max_positions
@@ -151,12 +151,16 @@ def finetune(cfg: FinetuneConfig, out_dir: Path, data_dir: Path | None, device: 
     Returns the contents of `final.json`. A folder that already holds a finished run of the
     same configuration is left as it is and its `final.json` returned.
     """
+    with fast_math(device):
+        return _finetune(cfg, out_dir, data_dir, device, overwrite, command)
+
+
+def _finetune(cfg, out_dir, data_dir, device, overwrite, command) -> dict:
     task = get_task(cfg.task)
     done = finished_run(out_dir, cfg, overwrite)
     if done:
         return done
     seed_everything(cfg.seed)
-    prepare(device)
     tokenizer, td, model = load_inputs(task, cfg.model, cfg.data, data_dir)
     rundir.start(out_dir, to_dict(cfg))
     env = rundir.environment(describe(device))  # the code as it is now, when the run starts

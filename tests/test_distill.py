@@ -219,3 +219,10 @@ def test_the_bound_probe_observes_without_changing_the_run(pruned, tiny_teacher,
     strip = lambda rs: [{k: v for k, v in r.items() if k != "theory"} for r in without_times(rs)]
     assert strip(read_metrics(out)) == strip(read_metrics(pruned))
     assert_same_weights(out, pruned)
+
+
+def test_the_denormal_flush_ends_with_the_run(pruned):
+    # spd flushes denormals to zero while training on the CPU; afterwards the process's float
+    # arithmetic is IEEE again (it is a process-wide flag).
+    assert (torch.tensor([1e-40]) * 1.0).item() != 0
+    assert 5e-324 * 1.0 > 0
