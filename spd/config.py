@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from spd.errors import bad_value
 from spd.models import DEFAULT_MODEL
+from spd.masks import parse_pattern
 from spd.tasks import get_task
 
 
@@ -153,6 +154,9 @@ class PruneConfig:
             the official code). 0 prunes to s_f in one shot at the first step.
         scope: per_matrix (every matrix at the same sparsity) or global (one threshold).
         criterion: magnitude, or random (a floor for ablations).
+        pattern: unstructured, or N:M (e.g. 2:4): keep N of every M consecutive weights of a
+            row, the pattern sparse tensor cores run; sparsity must then be 1 - N/M, reached
+            in whole weights per group as the schedule passes 1/M, 2/M, ...
     """
 
     sparsity: float = 0.9
@@ -160,6 +164,7 @@ class PruneConfig:
     updates: int = 10
     scope: str = "per_matrix"
     criterion: str = "magnitude"
+    pattern: str = "unstructured"
 
     def __post_init__(self):
         _check("prune.sparsity", self.sparsity,
@@ -170,6 +175,17 @@ class PruneConfig:
         _check("prune.updates", self.updates, self.updates >= 0, "an integer >= 0")
         _choice("prune.scope", self.scope, ("per_matrix", "global"))
         _choice("prune.criterion", self.criterion, ("magnitude", "random"))
+        try:
+            nm = parse_pattern(self.pattern)
+        except ValueError:
+            nm = None
+            _check("prune.pattern", self.pattern, False, "unstructured, or N:M with 0 < N < M")
+        if nm:
+            target = 1 - nm[0] / nm[1]
+            _check("prune.sparsity", self.sparsity, abs(self.sparsity - target) < 1e-9,
+                   f"{target:g} with prune.pattern={self.pattern} (1 - N/M)")
+            _check("prune.scope", self.scope, self.scope == "per_matrix",
+                   f"per_matrix with prune.pattern={self.pattern}")
 
 
 @dataclass(frozen=True)
@@ -375,27 +391,34 @@ def _leaf_keys(cls, prefix="") -> list[str]:
     return keys
 
 
-def _set(cfg, path: list[str], value: str, key: str):
-    fields = {f.name: f for f in dataclasses.fields(cfg)}
+def _set(cls, values: dict, path: list[str], value: str, key: str) -> None:
+    """Parse `value` for the field `path` of `cls` into the nested dict `values`."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     f = fields.get(path[0])
     if f is None:
-        raise bad_value("unknown --set key", key, ", ".join(_leaf_keys(type(cfg))))
+        raise bad_value("unknown --set key", key, ", ".join(_leaf_keys(cls)))
     nested = dataclasses.is_dataclass(f.type)
     if nested and len(path) == 1:
         raise bad_value(f"--set key {key!r} is a section, not a field", key,
                         ", ".join(_leaf_keys(f.type, f"{key}.")))
     if not nested and len(path) > 1:
-        raise bad_value("unknown --set key", key, ", ".join(_leaf_keys(type(cfg))))
+        raise bad_value("unknown --set key", key, ", ".join(_leaf_keys(cls)))
     if nested:
-        return dataclasses.replace(cfg, **{f.name: _set(getattr(cfg, f.name), path[1:], value, key)})
-    return dataclasses.replace(cfg, **{f.name: _parse(key, value, f.type)})
+        _set(f.type, values[f.name], path[1:], value, key)
+    else:
+        values[f.name] = _parse(key, value, f.type)
 
 
 def apply_overrides(cfg, overrides: list[str]):
-    """Apply `key=value` strings (dotted keys for nested sections) to a frozen config."""
+    """Apply `key=value` strings (dotted keys for nested sections) to a frozen config.
+
+    Every value is parsed first and the whole config validated once at the end, so fields
+    that constrain each other (prune.pattern and prune.sparsity) can be set in any order.
+    """
+    values = to_dict(cfg)
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep:
             raise bad_value("--set expects key=value", item, "e.g. optim.lr=3e-5")
-        cfg = _set(cfg, key.strip().split("."), value.strip(), key.strip())
-    return cfg
+        _set(type(cfg), values, key.strip().split("."), value.strip(), key.strip())
+    return from_dict(values, type(cfg))

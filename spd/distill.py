@@ -186,7 +186,8 @@ class _Student:
         cfg = self.cfg
         s = sparsity_at(step, cfg, self.plan)
         if s != progress.sparsity:
-            pruning.prune_to(self.linears, s, cfg.prune.scope, cfg.prune.criterion, cfg.seed)
+            pruning.prune_to(self.linears, s, cfg.prune.scope, cfg.prune.criterion, cfg.seed,
+                             cfg.prune.pattern)
             progress.sparsity = s
         p = replace_p_at(step, cfg, self.plan)
         set_layers(self.model, draw_layers(cfg.seed, step, p, self.n_layers))

@@ -63,3 +63,42 @@ def global_masks(scores: dict[str, torch.Tensor], sparsity: float,
         out[n] = mask[start:start + size].view(scores[n].shape)
         start += size
     return out
+
+
+def parse_pattern(pattern: str) -> tuple[int, int] | None:
+    """`unstructured` -> None; `N:M` (0 < N < M) -> (N, M): keep N of every M weights."""
+    if pattern == "unstructured":
+        return None
+    try:
+        n, m = (int(x) for x in pattern.split(":"))
+        ok = 0 < n < m
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(f"pattern {pattern!r} is neither 'unstructured' nor N:M with integers "
+                         f"0 < N < M (e.g. 2:4)")
+    return n, m
+
+
+def nm_pruned_per_group(sparsity: float, n: int, m: int) -> int:
+    """How many weights of each group of m are pruned at `sparsity`: the whole weights the
+    sparsity covers (floor(s m)), at most m - n."""
+    return min(m - n, math.floor(sparsity * m + 1e-9))
+
+
+def nm_mask(scores: torch.Tensor, n: int, m: int, old: torch.Tensor | None = None) -> torch.Tensor:
+    """Keep the n highest scores in every group of m consecutive entries of each row (the last
+    dimension, a multiple of m), ties towards the lower index. With `old`, weights it pruned
+    stay pruned and each group keeps at most what it kept."""
+    if scores.shape[-1] % m:
+        raise ValueError(f"N:M masks need rows whose length is a multiple of M={m}; got "
+                         f"{scores.shape[-1]}")
+    groups = scores.double().reshape(-1, m)
+    if old is not None:
+        groups = groups.masked_fill(~old.reshape(-1, m), -math.inf)
+    order = torch.argsort(groups, dim=1, descending=True, stable=True)[:, :n]
+    mask = torch.zeros(groups.shape, dtype=torch.bool, device=scores.device)
+    mask.scatter_(1, order, True)
+    if old is not None:
+        mask &= old.reshape(-1, m)
+    return mask.view(scores.shape)

@@ -9,7 +9,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from spd.errors import SpdError, bad_value
-from spd.masks import global_masks, update_mask
+from spd.masks import global_masks, nm_mask, nm_pruned_per_group, parse_pattern, update_mask
 
 # The six linear weight matrices of a BERT encoder layer; biases, LayerNorms, embeddings,
 # pooler and classifier stay dense.
@@ -71,7 +71,7 @@ def _scores(lin: nn.Linear, criterion: str, seed: int, index: int) -> torch.Tens
 
 @torch.no_grad()
 def prune_to(linears: dict[str, nn.Linear], sparsity: float, scope: str = "per_matrix",
-             criterion: str = "magnitude", seed: int = 0) -> None:
+             criterion: str = "magnitude", seed: int = 0, pattern: str = "unstructured") -> None:
     """Update every mask in place to `sparsity`, monotonically (pruned weights stay pruned).
 
     Args:
@@ -80,6 +80,8 @@ def prune_to(linears: dict[str, nn.Linear], sparsity: float, scope: str = "per_m
         scope: `per_matrix` (every matrix at the same sparsity) or `global` (one threshold).
         criterion: `magnitude` (|w|) or `random` (a floor for ablations).
         seed: seeds the random criterion's scores.
+        pattern: `unstructured`, or `N:M`: in every group of M weights of a row, the
+            `nm_pruned_per_group(sparsity)` lowest-scoring are pruned (per matrix only).
     """
     if scope not in SCOPES:
         raise bad_value("pruning scope", scope, ", ".join(SCOPES))
@@ -87,7 +89,16 @@ def prune_to(linears: dict[str, nn.Linear], sparsity: float, scope: str = "per_m
         raise bad_value("pruning criterion", criterion, ", ".join(CRITERIA))
     scores = {k: _scores(lin, criterion, seed, i) for i, (k, lin) in enumerate(linears.items())}
     old = {k: mask_of(lin) for k, lin in linears.items()}
-    if scope == "global":
+    nm = parse_pattern(pattern)
+    if nm:
+        n, m = nm
+        keep = m - nm_pruned_per_group(sparsity, n, m)
+        for k, lin in linears.items():
+            if lin.in_features % m:
+                raise bad_value(f"prune.pattern={pattern}: {k} has in_features", lin.in_features,
+                                f"a multiple of M={m}")
+        new = {k: nm_mask(scores[k], keep, m, old[k]) for k in linears}
+    elif scope == "global":
         new = global_masks(scores, sparsity, old)
     else:
         new = {k: update_mask(old[k], scores[k], sparsity) for k in linears}

@@ -93,3 +93,17 @@ def test_bad_spd_values_are_refused(override, expect):
 def test_unknown_preset_is_refused():
     with pytest.raises(SpdError, match="--preset: got 'fast'"):
         spd_config("mrpc", "t", "fast")
+
+
+def test_nm_pattern_needs_its_own_sparsity_and_per_matrix_scope():
+    import pytest
+
+    from spd.config import spd_config
+    from spd.errors import SpdError
+
+    assert spd_config("mrpc", "t", "cpu", ["prune.pattern=2:4", "prune.sparsity=0.5"]).prune.pattern == "2:4"
+    for overrides, word in ((["prune.pattern=2:4"], "0.5"),
+                            (["prune.pattern=2:4", "prune.sparsity=0.5", "prune.scope=global"], "per_matrix"),
+                            (["prune.pattern=4:2"], "'4:2'")):
+        with pytest.raises(SpdError, match=word):
+            spd_config("mrpc", "t", "cpu", overrides)

@@ -226,3 +226,18 @@ def test_the_denormal_flush_ends_with_the_run(pruned):
     # arithmetic is IEEE again (it is a process-wide flag).
     assert (torch.tensor([1e-40]) * 1.0).item() != 0
     assert 5e-324 * 1.0 > 0
+
+
+def test_a_2_4_pattern_run_exports_two_zeros_in_every_group_of_four(tiny_teacher, small_glue,
+                                                                     tmp_path):
+    out = tmp_path / "nm"
+    args = smoke_prune(tiny_teacher, small_glue, out, "--set", "prune.pattern=2:4")
+    args[args.index("--sparsity") + 1] = "0.5"
+    assert main(args) == 0
+    model = AutoModelForSequenceClassification.from_pretrained(out / "model")
+    for name, lin in prunable_linears(encoder_layers(model)).items():
+        zeros = (lin.weight == 0).view(-1, 4).sum(1)
+        assert (zeros == 2).all(), name  # random init: no kept weight is exactly zero
+    assert json.loads((out / "final.json").read_text())["sparsity"] == 0.5
+    records = read_metrics(out)
+    assert {r["realised_sparsity"] for r in records} <= {0.0, 0.25, 0.5}  # whole weights per group

@@ -80,3 +80,65 @@ def test_global_scope_keeps_exactly_the_overall_count(ws, s):
     pruned = torch.cat([scores[k][~m] for k, m in masks.items()])
     if kept.numel() and pruned.numel():
         assert kept.min() >= pruned.max()
+
+
+# N:M semi-structured masks: n kept in every group of m consecutive weights of a row.
+from spd.masks import nm_mask, nm_pruned_per_group, parse_pattern  # noqa: E402
+
+
+@st.composite
+def nm_cases(draw):
+    m = draw(st.sampled_from([2, 4, 8]))
+    n = draw(st.integers(1, m - 1))
+    rows, groups = draw(st.integers(1, 6)), draw(st.integers(1, 6))
+    seed = draw(st.integers(0, 2 ** 31 - 1))
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(rows, groups * m, generator=g)
+    if draw(st.booleans()):  # ties
+        w = w.round()
+    return w, n, m
+
+
+@given(nm_cases())
+def test_nm_mask_keeps_exactly_n_top_scores_in_every_group(case):
+    w, n, m = case
+    mask = nm_mask(w.abs(), n, m)
+    assert _mask_ok(mask, w)
+    groups, scores = mask.view(-1, m), w.abs().view(-1, m)
+    assert (groups.sum(1) == n).all()  # exactly m - n zeros in every group of m
+    for g, sc in zip(groups, scores):
+        if n < m:
+            assert sc[g].min() >= sc[~g].max()
+        # ties towards the lower index, as for unstructured masks
+        assert torch.equal(g, topk_mask(sc, 1 - n / m))
+    assert torch.equal(mask, nm_mask(w.abs(), n, m))  # deterministic
+
+
+@given(nm_cases(), st.data())
+def test_gradual_nm_masks_are_monotone_and_end_at_n_of_m(case, data):
+    w, n, m = case
+    mask = torch.ones_like(w, dtype=torch.bool)
+    steps = sorted(data.draw(st.lists(st.floats(0, 1 - n / m), max_size=5)) + [1 - n / m])
+    for s in steps:
+        pruned = nm_pruned_per_group(s, n, m)
+        new = nm_mask(w.abs(), m - pruned, m, old=mask)
+        assert not (new & ~mask).any()  # a pruned weight never comes back
+        assert (new.view(-1, m).sum(1) == m - pruned).all()
+        mask = new
+    assert (mask.view(-1, m).sum(1) == n).all()
+
+
+def test_nm_pruned_per_group_follows_the_sparsity_in_whole_weights():
+    assert [nm_pruned_per_group(s, 2, 4) for s in (0, 0.2, 0.25, 0.3, 0.49, 0.5)] == [0, 0, 1, 1, 1, 2]
+    assert nm_pruned_per_group(0.5, 2, 4) == 2 and nm_pruned_per_group(0.75, 1, 4) == 3
+
+
+def test_patterns_parse_or_are_refused_cleanly():
+    assert parse_pattern("unstructured") is None and parse_pattern("2:4") == (2, 4)
+    for bad in ("4:2", "0:4", "2:2", "2-4", "a:b", ""):
+        try:
+            parse_pattern(bad)
+        except ValueError as e:
+            assert repr(bad) in str(e) and "N:M" in str(e)
+        else:
+            raise AssertionError(bad)
