@@ -13,10 +13,17 @@ CONFIG, METRICS, FINAL, MODEL = "config.json", "metrics.jsonl", "final.json", "m
 CHECKPOINT = "checkpoint.pt"
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_write_text(path: Path, text: str) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # as open() would create it, not mkstemp's 0600
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
@@ -54,6 +61,7 @@ def save_model(model, tokenizer, run_dir: Path) -> Path:
     """save_pretrained into a temporary folder, then swap it in as `model/`."""
     final = Path(run_dir) / MODEL
     tmp = Path(tempfile.mkdtemp(dir=run_dir, prefix=f"{MODEL}.tmp"))
+    os.chmod(tmp, 0o777 & ~_umask())  # as mkdir would create it, not mkdtemp's 0700
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     if final.exists():

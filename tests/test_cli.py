@@ -161,3 +161,13 @@ def test_provenance_is_captured_when_the_run_starts(tiny_model_dir, small_glue, 
     final = json.loads((tmp_path / "run" / "final.json").read_text())
     assert head["commit"] == "commit-during-run"
     assert final["environment"]["git_commit"] == "commit-at-start"
+
+
+def test_result_files_and_model_folder_get_the_usual_permissions(tiny_run):
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("config.json", "final.json", "metrics.jsonl"):
+        assert (tiny_run / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+    assert (tiny_run / "model").stat().st_mode & 0o777 == 0o777 & ~umask
