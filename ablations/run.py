@@ -102,7 +102,7 @@ def run_claimed(folder: Path, args: list[str], config: dict | None, wait: bool =
         with open(folder / RUNNER_LOG, "a", encoding="utf-8") as f:
             f.write(json.dumps(line) + "\n")
         code = spd_main(args)
-        if code == 130:
+        if code in (130, 143):  # Ctrl-C or SIGTERM: the cell checkpointed; stop the grid too
             raise KeyboardInterrupt
         return "ran" if code == 0 else "failed"
 

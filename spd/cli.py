@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from spd.errors import SpdError, bad_value
+from spd.interrupt import Stopped
 
 EXIT_BAD_INPUT = 2
 
@@ -240,6 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     except SpdError as e:
         print(f"spd: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except Stopped as e:
+        print(f"spd: stopped: {e}", file=sys.stderr)
+        return 128 + e.signum
     except KeyboardInterrupt:
         print("spd: interrupted", file=sys.stderr)
         return 130

@@ -19,6 +19,7 @@ from spd.config import SPDConfig, to_dict
 from spd.device import autocast, describe, fast_math
 from spd.errors import SpdError
 from spd.report import write_run_report
+from spd.interrupt import Stopped, stop_requests
 from spd.grafting import (draw_layers, export_student, make_student, set_layers,
                           set_trainable_rest, slots, student_layers)
 from spd.schedules import (constant_rate, cubic_sparsity, linear_rate, stage_bounds, staged_lr,
@@ -334,21 +335,27 @@ def _prune(cfg, out_dir, data_dir, device, overwrite, command, resume) -> dict:
     bar = progress_bar(plan.total, f"spd {task.name}")
     bar.update(progress.step)
     student.model.train()
-    for step in range(progress.step, plan.total):
-        p = student.step(step, next(batches), progress)
-        bar.update(1)
-        done = progress.step
-        evaluate_now = done % eval_every == 0 or done == plan.total
-        if done % cfg.log_every == 0 or evaluate_now:
-            rec = student.record(progress, p, time.perf_counter() - start, evaluate_now)
-            rundir.write_jsonl(out_dir / rundir.METRICS, progress.records)
-            if evaluate_now:
-                bar.set_postfix({task.main_metric: f"{rec['dev'][task.main_metric]:.4f}",
-                                 "s": f"{progress.sparsity:.3f}", "p": f"{p:.2f}"})
-        if done % checkpoint_every == 0 and done < plan.total:
-            progress.elapsed_s = time.perf_counter() - start
-            rundir.save_checkpoint(out_dir, {"progress": asdict(progress), "env": env,
-                                             "teacher_dev": teacher_dev, **student.state()})
+    with stop_requests() as stop:
+        for step in range(progress.step, plan.total):
+            p = student.step(step, next(batches), progress)
+            bar.update(1)
+            done = progress.step
+            evaluate_now = done % eval_every == 0 or done == plan.total
+            if done % cfg.log_every == 0 or evaluate_now:
+                rec = student.record(progress, p, time.perf_counter() - start, evaluate_now)
+                rundir.write_jsonl(out_dir / rundir.METRICS, progress.records)
+                if evaluate_now:
+                    bar.set_postfix({task.main_metric: f"{rec['dev'][task.main_metric]:.4f}",
+                                     "s": f"{progress.sparsity:.3f}", "p": f"{p:.2f}"})
+            if (done % checkpoint_every == 0 or stop.requested) and done < plan.total:
+                progress.elapsed_s = time.perf_counter() - start
+                rundir.save_checkpoint(out_dir, {"progress": asdict(progress), "env": env,
+                                                 "teacher_dev": teacher_dev, **student.state()})
+            if stop.requested and done < plan.total:
+                bar.close()
+                raise Stopped(stop.signum, f"{stop.name} at step {done} of {plan.total}: "
+                                           f"checkpoint written in {str(out_dir)!r}; run the same "
+                                           f"command with --resume to continue")
     bar.close()
     wall = time.perf_counter() - start
 

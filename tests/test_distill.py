@@ -1,5 +1,7 @@
 """`spd prune` end to end on a tiny random BERT: stages, schedules, masks, export."""
 import json
+import os
+import signal
 
 import pytest
 import torch
@@ -241,3 +243,31 @@ def test_a_2_4_pattern_run_exports_two_zeros_in_every_group_of_four(tiny_teacher
     assert json.loads((out / "final.json").read_text())["sparsity"] == 0.5
     records = read_metrics(out)
     assert {r["realised_sparsity"] for r in records} <= {0.0, 0.25, 0.5}  # whole weights per group
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_checkpoints_after_the_current_step_and_resume_finishes_the_run(
+        signum, pruned, tiny_teacher, small_glue, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "signalled"
+    real_draw = distill.draw_layers
+
+    def signalled_draw(seed, step, p, n_layers):
+        if step == 13:  # mid-run, between the periodic checkpoints (every 8 steps here)
+            os.kill(os.getpid(), signum)
+        return real_draw(seed, step, p, n_layers)
+
+    args = smoke_prune(tiny_teacher, small_glue, out)
+    monkeypatch.setattr(distill, "draw_layers", signalled_draw)
+    capsys.readouterr()
+    assert main(args) == 128 + signum
+    err = capsys.readouterr().err  # the progress bar writes there too
+    (line,) = [x for x in err.splitlines() if "spd: " in x]
+    assert "stopped: SIG" in line and "step 14 of 24" in line and "--resume" in line
+    assert "Traceback" not in err
+    monkeypatch.setattr(distill, "draw_layers", real_draw)
+    assert not (out / "final.json").exists()
+    assert main([*args, "--resume"]) == 0
+    final = json.loads((out / "final.json").read_text())
+    assert final["resumed_at_steps"] == [14]  # the step the signal's checkpoint was written at
+    assert without_times(read_metrics(out)) == without_times(read_metrics(pruned))
+    assert_same_weights(out, pruned)
