@@ -1,4 +1,5 @@
 """Run directories that describe themselves, written atomically (temporary file, then rename)."""
+import hashlib
 import json
 import os
 import platform
@@ -71,20 +72,47 @@ def save_model(model, tokenizer, run_dir: Path) -> Path:
 
 
 def save_checkpoint(run_dir: Path, state: dict) -> None:
-    """torch.save `state` as the run's checkpoint, atomically (a kill leaves the old one)."""
+    """torch.save `state` as the run's checkpoint, atomically (a kill leaves the old one),
+    prefixed by the SHA-256 of the payload so that a damaged file is refused, not loaded."""
+    import io
+
     import torch
 
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    payload = buf.getvalue()
     path = Path(run_dir) / CHECKPOINT
     tmp = path.with_name(f".{CHECKPOINT}.tmp")
-    torch.save(state, tmp)
+    with open(tmp, "wb") as f:
+        f.write(hashlib.sha256(payload).hexdigest().encode() + b"\n")
+        f.write(payload)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
 def load_checkpoint(run_dir: Path) -> dict | None:
+    """The run's checkpoint, or None when there is none; a damaged one is refused."""
+    import io
+
     import torch
 
     path = Path(run_dir) / CHECKPOINT
-    return torch.load(path, weights_only=True) if path.is_file() else None
+    if not path.is_file():
+        return None
+    data = path.read_bytes()
+    damaged = SpdError(f"checkpoint {str(path)!r} is damaged (truncated or corrupted: its "
+                       f"SHA-256 does not match); allowed: an intact checkpoint, or --overwrite "
+                       f"to start the run again")
+    if data[:2] == b"PK":  # written before checksums (a bare torch.save zip): load if it can be
+        try:
+            return torch.load(io.BytesIO(data), weights_only=True)
+        except Exception:
+            raise damaged from None
+    digest, payload = data[:64], data[65:]
+    if data[64:65] != b"\n" or hashlib.sha256(payload).hexdigest().encode() != digest:
+        raise damaged
+    return torch.load(io.BytesIO(payload), weights_only=True)
 
 
 def holds_config(run_dir: Path, config: dict) -> bool:

@@ -271,3 +271,43 @@ def test_a_signal_checkpoints_after_the_current_step_and_resume_finishes_the_run
     assert final["resumed_at_steps"] == [14]  # the step the signal's checkpoint was written at
     assert without_times(read_metrics(out)) == without_times(read_metrics(pruned))
     assert_same_weights(out, pruned)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_a_damaged_checkpoint_is_refused_not_loaded(damage, tiny_teacher, small_glue, tmp_path,
+                                                    monkeypatch, capsys):
+    out = tmp_path / "damaged"
+    real_draw = distill.draw_layers
+
+    def dying_draw(seed, step, p, n_layers):
+        if step == 13:
+            raise KeyboardInterrupt
+        return real_draw(seed, step, p, n_layers)
+
+    args = smoke_prune(tiny_teacher, small_glue, out, "--set", "checkpoint_every=6")
+    monkeypatch.setattr(distill, "draw_layers", dying_draw)
+    assert main(args) == 130
+    monkeypatch.setattr(distill, "draw_layers", real_draw)
+    ckpt = out / "checkpoint.pt"
+    data = bytearray(ckpt.read_bytes())
+    if damage == "truncate":
+        del data[len(data) // 2:]
+    else:
+        data[len(data) // 2] ^= 0xFF
+    ckpt.write_bytes(bytes(data))
+    capsys.readouterr()
+    assert main([*args, "--resume"]) == 2
+    err = capsys.readouterr().err
+    (line,) = [x for x in err.splitlines() if "spd: " in x]
+    assert "damaged" in line and "checkpoint.pt" in line and "Traceback" not in err
+    assert ckpt.read_bytes() == bytes(data)  # left as it was, for inspection
+
+
+def test_a_checkpoint_written_before_checksums_still_loads(tmp_path):
+    from spd import rundir
+
+    torch.save({"progress": {"step": 3}}, tmp_path / "checkpoint.pt")  # the old, bare format
+    assert rundir.load_checkpoint(tmp_path)["progress"]["step"] == 3
+    (tmp_path / "checkpoint.pt").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(Exception, match="damaged"):
+        rundir.load_checkpoint(tmp_path)
