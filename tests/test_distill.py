@@ -96,20 +96,30 @@ def assert_same_weights(a, b) -> None:
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+def interrupt_at(monkeypatch, step: int, action):
+    """Make the run call `action()` as it draws the layers of `step`; returns the undo."""
+    real_draw = distill.draw_layers
+
+    def draw(seed, s, p, n_layers):
+        if s == step:
+            action()
+        return real_draw(seed, s, p, n_layers)
+
+    monkeypatch.setattr(distill, "draw_layers", draw)
+    return lambda: monkeypatch.setattr(distill, "draw_layers", real_draw)
+
+
+def _raise_interrupt():
+    raise KeyboardInterrupt
+
+
 def test_killed_run_resumes_to_the_uninterrupted_result(pruned, tiny_teacher, small_glue,
                                                         tmp_path, monkeypatch):
     out = tmp_path / "killed"
-    real_draw = distill.draw_layers
-
-    def dying_draw(seed, step, p, n_layers):
-        if step == 13:  # after the checkpoint at step 12 (every 6 steps)
-            raise KeyboardInterrupt
-        return real_draw(seed, step, p, n_layers)
-
     args = smoke_prune(tiny_teacher, small_glue, out, "--set", "checkpoint_every=6")
-    monkeypatch.setattr(distill, "draw_layers", dying_draw)
+    undo = interrupt_at(monkeypatch, 13, _raise_interrupt)  # after the checkpoint at step 12
     assert main(args) == 130
-    monkeypatch.setattr(distill, "draw_layers", real_draw)
+    undo()
     assert (out / "checkpoint.pt").is_file() and not (out / "final.json").exists()
     assert main(args) == 2  # an unfinished run is neither lost nor silently restarted
     assert main([*args, "--resume"]) == 0
@@ -249,22 +259,16 @@ def test_a_2_4_pattern_run_exports_two_zeros_in_every_group_of_four(tiny_teacher
 def test_a_signal_checkpoints_after_the_current_step_and_resume_finishes_the_run(
         signum, pruned, tiny_teacher, small_glue, tmp_path, monkeypatch, capsys):
     out = tmp_path / "signalled"
-    real_draw = distill.draw_layers
-
-    def signalled_draw(seed, step, p, n_layers):
-        if step == 13:  # mid-run, between the periodic checkpoints (every 8 steps here)
-            os.kill(os.getpid(), signum)
-        return real_draw(seed, step, p, n_layers)
-
     args = smoke_prune(tiny_teacher, small_glue, out)
-    monkeypatch.setattr(distill, "draw_layers", signalled_draw)
+    # mid-run, between the periodic checkpoints (every 8 steps here)
+    undo = interrupt_at(monkeypatch, 13, lambda: os.kill(os.getpid(), signum))
     capsys.readouterr()
     assert main(args) == 128 + signum
     err = capsys.readouterr().err  # the progress bar writes there too
     (line,) = [x for x in err.splitlines() if "spd: " in x]
     assert "stopped: SIG" in line and "step 14 of 24" in line and "--resume" in line
     assert "Traceback" not in err
-    monkeypatch.setattr(distill, "draw_layers", real_draw)
+    undo()
     assert not (out / "final.json").exists()
     assert main([*args, "--resume"]) == 0
     final = json.loads((out / "final.json").read_text())
@@ -277,17 +281,10 @@ def test_a_signal_checkpoints_after_the_current_step_and_resume_finishes_the_run
 def test_a_damaged_checkpoint_is_refused_not_loaded(damage, tiny_teacher, small_glue, tmp_path,
                                                     monkeypatch, capsys):
     out = tmp_path / "damaged"
-    real_draw = distill.draw_layers
-
-    def dying_draw(seed, step, p, n_layers):
-        if step == 13:
-            raise KeyboardInterrupt
-        return real_draw(seed, step, p, n_layers)
-
     args = smoke_prune(tiny_teacher, small_glue, out, "--set", "checkpoint_every=6")
-    monkeypatch.setattr(distill, "draw_layers", dying_draw)
+    undo = interrupt_at(monkeypatch, 13, _raise_interrupt)
     assert main(args) == 130
-    monkeypatch.setattr(distill, "draw_layers", real_draw)
+    undo()
     ckpt = out / "checkpoint.pt"
     data = bytearray(ckpt.read_bytes())
     if damage == "truncate":
