@@ -7,6 +7,7 @@ step on the weighted sum of the loss terms. Schedules are pure functions of the 
 """
 import logging
 import math
+import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from spd import data, losses, pruning, rundir
+from spd import data, losses, parallel, pruning, rundir
 from spd.config import SPDConfig, to_dict
 from spd.device import autocast, describe, fast_math
 from spd.errors import SpdError
@@ -164,8 +165,10 @@ class _Student:
     """The grafted, masked student with its optimizer: one SPD step, one log record, the state a
     checkpoint holds, and the export."""
 
-    def __init__(self, cfg: SPDConfig, plan: Plan, teacher, td, tokenizer, device):
+    def __init__(self, cfg: SPDConfig, plan: Plan, teacher, td, tokenizer, device,
+                 world: parallel.World = parallel.World()):
         self.cfg, self.plan, self.teacher, self.td, self.device = cfg, plan, teacher, td, device
+        self.world = world
         self.pad_id = tokenizer.pad_token_id
         self.model = make_student(teacher)
         set_trainable_rest(self.model, cfg.train_rest)
@@ -176,6 +179,7 @@ class _Student:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer,
                                                            lambda s: lr_at(s, cfg, plan))
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.ddp = world.wrap(self.model, device)  # the model itself in a single process
         # The first dev examples, on which statement D is measured at each evaluation.
         dev = next(iter(td.dev.values()))[:cfg.theory_examples]
         self.probe_inputs = ({k: v for k, v in to_device(data.collate(dev, self.pad_id),
@@ -191,15 +195,20 @@ class _Student:
                              cfg.prune.pattern)
             progress.sparsity = s
         p = replace_p_at(step, cfg, self.plan)
-        set_layers(self.model, draw_layers(cfg.seed, step, p, self.n_layers))
-        batch = to_device(batch, self.device)
+        draws = draw_layers(cfg.seed, step, p, self.n_layers)
+        set_layers(self.model, draws)
+        batch = to_device(self.world.shard(batch), self.device)
         inputs = {k: v for k, v in batch.items() if k != "labels"}
         with torch.no_grad(), autocast(self.device):
             t_out = self.teacher(**inputs, output_hidden_states=True, output_attentions=True)
+        # With no student layer drawn and the rest frozen nothing trains: skip DDP's bookkeeping.
+        model = self.ddp if bool(draws.any()) or cfg.train_rest else self.model
         with autocast(self.device):
-            s_out = self.model(**inputs, output_hidden_states=True, output_attentions=True)
+            s_out = model(**inputs, output_hidden_states=True, output_attentions=True)
             loss, terms = spd_loss(s_out, t_out, batch["labels"], self.td.task, cfg.loss)
-        values = {k: v.item() for k, v in terms.items()} | {"total": loss.item()}
+        names = [*terms, "total"]
+        means = self.world.mean(torch.stack([t.detach().float() for t in [*terms.values(), loss]]).cpu())
+        values = dict(zip(names, means.tolist()))  # over the global batch, on every rank
         bad = [k for k, v in values.items() if not math.isfinite(v)]
         if bad:
             raise SpdError(f"non-finite loss term {bad[0]} = {values[bad[0]]} at step {step + 1}; "
@@ -295,12 +304,21 @@ def prune(cfg: SPDConfig, out_dir: Path, data_dir: Path | None, device: torch.de
 
 
 def _prune(cfg, out_dir, data_dir, device, overwrite, command, resume) -> dict:
+    world = parallel.setup(device)
+    try:
+        return _prune_ranks(cfg, out_dir, data_dir, device, overwrite, command, resume, world)
+    finally:
+        world.close()
+
+
+def _prune_ranks(cfg, out_dir, data_dir, device, overwrite, command, resume, world) -> dict:
     task = get_task(cfg.task)
     out_dir = Path(out_dir)
     done = finished_run(out_dir, cfg, overwrite)
     if done:
         return done
     ckpt = _resume_point(cfg, out_dir, overwrite, resume)
+    world.barrier()  # every rank has read the folder before rank 0 writes to it
     seed_everything(cfg.seed)
     tokenizer, td, teacher = load_inputs(task, teacher_path(cfg.teacher), cfg.data, data_dir)
     loader = data.make_loader(td.train, cfg.data.batch_size, tokenizer.pad_token_id,
@@ -309,13 +327,15 @@ def _prune(cfg, out_dir, data_dir, device, overwrite, command, resume) -> dict:
     for warning in audit(cfg, plan):
         log.warning("audit: %s", warning)
     teacher.to(device).eval()
-    student = _Student(cfg, plan, teacher, td, tokenizer, device)
+    student = _Student(cfg, plan, teacher, td, tokenizer, device, world)
     batches = _epochs(loader)
     if ckpt is None:
-        rundir.start(out_dir, to_dict(cfg))
-        env = rundir.environment(describe(device))  # the code as it is now, when the run starts
-        progress = Progress()
-        teacher_dev = evaluate_dev(teacher, td, device, cfg.data.eval_batch_size)
+        env, teacher_dev, progress = {}, {task.main_metric: math.nan}, Progress()
+        if world.is_main:
+            rundir.start(out_dir, to_dict(cfg))
+            env = rundir.environment(describe(device))  # the code as it is now, at the start
+            env["world_size"] = world.size
+            teacher_dev = evaluate_dev(teacher, td, device, cfg.data.eval_batch_size)
     else:
         env, teacher_dev = ckpt["env"], ckpt["teacher_dev"]
         progress = Progress(**ckpt["progress"])
@@ -332,7 +352,7 @@ def _prune(cfg, out_dir, data_dir, device, overwrite, command, resume) -> dict:
              plan.bounds, describe(device),
              f"; resuming at step {progress.step}" if progress.step else "")
     start = time.perf_counter() - progress.elapsed_s
-    bar = progress_bar(plan.total, f"spd {task.name}")
+    bar = progress_bar(plan.total, f"spd {task.name}", disable=not world.is_main)
     bar.update(progress.step)
     student.model.train()
     with stop_requests() as stop:
@@ -340,6 +360,15 @@ def _prune(cfg, out_dir, data_dir, device, overwrite, command, resume) -> dict:
             p = student.step(step, next(batches), progress)
             bar.update(1)
             done = progress.step
+            if world.size > 1:  # every rank stops at the same step when any was signalled
+                flag = world.mean(torch.tensor([float(stop.requested)]))
+                if flag.item() > 0 and not stop.requested:
+                    stop.signum = signal.SIGTERM
+            if not world.is_main:
+                if stop.requested and done < plan.total:
+                    raise Stopped(stop.signum, f"{stop.name} at step {done}: rank {world.rank} "
+                                               f"stopped; rank 0 wrote the checkpoint")
+                continue
             evaluate_now = done % eval_every == 0 or done == plan.total
             if done % cfg.log_every == 0 or evaluate_now:
                 rec = student.record(progress, p, time.perf_counter() - start, evaluate_now)
@@ -358,6 +387,9 @@ def _prune(cfg, out_dir, data_dir, device, overwrite, command, resume) -> dict:
                                            f"command with --resume to continue")
     bar.close()
     wall = time.perf_counter() - start
+    if not world.is_main:
+        world.barrier()  # rank 0 exports and writes final.json
+        return rundir.read_json(out_dir / rundir.FINAL)
 
     sparsity = student.export(out_dir, tokenizer)
     evals = [r for r in progress.records if "dev" in r]
@@ -369,4 +401,5 @@ def _prune(cfg, out_dir, data_dir, device, overwrite, command, resume) -> dict:
     rundir.write_json(out_dir / rundir.FINAL, final)
     write_run_report(out_dir)
     (out_dir / rundir.CHECKPOINT).unlink(missing_ok=True)
+    world.barrier()
     return final

@@ -138,9 +138,9 @@ def run_summary(cfg, td: TaskData, records: list[dict], best: dict, steps: int,
     }
 
 
-def progress_bar(total: int, desc: str) -> tqdm:
+def progress_bar(total: int, desc: str, disable: bool = False) -> tqdm:
     """A progress bar with ETA; in a log file (not a terminal) a line every 30 s is enough."""
-    return tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True,
+    return tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, disable=disable,
                 mininterval=0.1 if sys.stderr.isatty() else 30)
 
 
