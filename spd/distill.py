@@ -207,7 +207,8 @@ class _Student:
             s_out = model(**inputs, output_hidden_states=True, output_attentions=True)
             loss, terms = spd_loss(s_out, t_out, batch["labels"], self.td.task, cfg.loss)
         names = [*terms, "total"]
-        means = self.world.mean(torch.stack([t.detach().float() for t in [*terms.values(), loss]]).cpu())
+        stacked = torch.stack([t.detach().float() for t in [*terms.values(), loss]]).cpu()
+        means = self.world.mean(stacked)
         values = dict(zip(names, means.tolist()))  # over the global batch, on every rank
         bad = [k for k, v in values.items() if not math.isfinite(v)]
         if bad:
@@ -300,18 +301,14 @@ def prune(cfg: SPDConfig, out_dir: Path, data_dir: Path | None, device: torch.de
     weights and metrics as an uninterrupted one (bitwise on the CPU).
     """
     with fast_math(device):
-        return _prune(cfg, out_dir, data_dir, device, overwrite, command, resume)
+        world = parallel.setup(device)  # one process unless launched by torchrun
+        try:
+            return _prune(cfg, out_dir, data_dir, device, overwrite, command, resume, world)
+        finally:
+            world.close()
 
 
-def _prune(cfg, out_dir, data_dir, device, overwrite, command, resume) -> dict:
-    world = parallel.setup(device)
-    try:
-        return _prune_ranks(cfg, out_dir, data_dir, device, overwrite, command, resume, world)
-    finally:
-        world.close()
-
-
-def _prune_ranks(cfg, out_dir, data_dir, device, overwrite, command, resume, world) -> dict:
+def _prune(cfg, out_dir, data_dir, device, overwrite, command, resume, world) -> dict:
     task = get_task(cfg.task)
     out_dir = Path(out_dir)
     done = finished_run(out_dir, cfg, overwrite)
