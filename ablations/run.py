@@ -27,7 +27,7 @@ from ablations.registry import ABLATIONS, DEFAULT_TASKS, PROFILES, RESULTS, Cell
 from spd import rundir
 from spd.cli import EXIT_BAD_INPUT, _Parser
 from spd.cli import main as spd_main
-from spd.config import finetune_config, spd_config, to_dict
+from spd.config import finetune_config, spd_config
 from spd.errors import SpdError, bad_value
 from spd.tasks import get_task
 
@@ -53,20 +53,19 @@ def claim(folder: Path, wait: bool = False):
         os.close(fd)  # closing the descriptor releases the lock
 
 
-def is_finished(folder: Path, config: dict | None) -> bool:
+def is_finished(folder: Path, config) -> bool:
     """A finished run of exactly `config`, or of any when None (another configuration is spd's
     to refuse)."""
     return (folder / rundir.FINAL).is_file() and (config is None
                                                    or rundir.holds_config(folder, config))
 
 
-def cell_config(cell: Cell, results: Path, model: str | None) -> dict:
-    """The configuration `spd_args(cell)` runs, as its `config.json` holds it."""
+def cell_config(cell: Cell, results: Path, model: str | None):
+    """The configuration (a config dataclass) that `spd_args(cell)` runs."""
     if cell.kind == "finetune":
-        return to_dict(finetune_config(cell.task, model, cell.preset(), cell.overrides()))
-    return to_dict(spd_config(cell.task, str(teacher_dir(cell.task, cell.profile, results)),
-                              cell.preset(), [f"prune.sparsity={cell.sparsity:g}",
-                                              *cell.overrides()]))
+        return finetune_config(cell.task, model, cell.preset(), cell.overrides())
+    return spd_config(cell.task, str(teacher_dir(cell.task, cell.profile, results)),
+                      cell.preset(), [f"prune.sparsity={cell.sparsity:g}", *cell.overrides()])
 
 
 def spd_args(cell: Cell, results: Path, data_dir: str | None, model: str | None) -> list[str]:
@@ -87,7 +86,7 @@ def teacher_args(task: str, profile: str, results: Path, data_dir: str | None,
             *(["--model", model] if model else [])]
 
 
-def run_claimed(folder: Path, args: list[str], config: dict | None, wait: bool = False) -> str:
+def run_claimed(folder: Path, args: list[str], config, wait: bool = False) -> str:
     """Run `spd args` in `folder` unless it is finished or claimed: done, ran, locked or failed.
     With `wait`, a claimed folder is waited for (a teacher that another runner is training)."""
     if is_finished(folder, config):

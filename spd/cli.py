@@ -166,10 +166,10 @@ def cmd_run(args) -> int:
                      [f"prune.sparsity={args.sparsity}", *args.overrides])
     data_dir, device = data_dir_from(args.data_dir), resolve_device(args.device)
     rundir.check_writable(out)
-    rundir.check_existing(out, to_dict(cfg), args.overwrite)  # refuse before the teacher's work
+    rundir.check_existing(out, cfg, args.overwrite)  # refuse before the teacher's work
     command = ["spd", *sys.argv[1:]]
     # --overwrite replaces the teacher only when it was fine-tuned with another configuration.
-    retrain = args.overwrite and not rundir.holds_config(teacher_dir, to_dict(tcfg))
+    retrain = args.overwrite and not rundir.holds_config(teacher_dir, tcfg)
     teacher = finetune(tcfg, teacher_dir, data_dir, device, overwrite=retrain, command=command)
     metric = teacher["main_metric"]
     print(f"{args.task} teacher dev {metric} {teacher['dev'][metric]:.4f} "

@@ -115,15 +115,20 @@ def load_checkpoint(run_dir: Path) -> dict | None:
     return torch.load(io.BytesIO(payload), weights_only=True)
 
 
-def holds_config(run_dir: Path, config: dict) -> bool:
-    """Whether `run_dir` holds a run (finished or not) of exactly `config`."""
+def holds_config(run_dir: Path, cfg) -> bool:
+    """Whether `run_dir` holds a run (finished or not) of the configuration `cfg` (a config
+    dataclass). Its `config.json` is read back through the current dataclasses, so a run saved
+    before a field was added (it lacks the key) matches when `cfg` has that field's default."""
+    from spd.config import from_dict, to_dict
+
     try:
-        return read_json(Path(run_dir) / CONFIG) == config
-    except (OSError, ValueError):
+        saved = from_dict(read_json(Path(run_dir) / CONFIG), type(cfg))
+    except (OSError, ValueError, TypeError, SpdError):
         return False
+    return to_dict(saved) == to_dict(cfg)
 
 
-def check_existing(run_dir: Path, config: dict, overwrite: bool) -> bool:
+def check_existing(run_dir: Path, cfg, overwrite: bool) -> bool:
     """Check `run_dir` before a run of `config`, changing nothing.
 
     Returns True when it already holds a finished run of exactly this configuration (nothing to
@@ -134,7 +139,7 @@ def check_existing(run_dir: Path, config: dict, overwrite: bool) -> bool:
         raise SpdError(f"--output {str(run_dir)!r} is a file; allowed: a new or a run folder")
     if overwrite or not (run_dir / CONFIG).is_file():
         return False
-    if not holds_config(run_dir, config):
+    if not holds_config(run_dir, cfg):
         raise SpdError(f"--output {str(run_dir)!r} holds a run with a different configuration; "
                        f"allowed: a new folder, or --overwrite to replace it")
     return (run_dir / FINAL).is_file()

@@ -107,7 +107,7 @@ def finished_run(out_dir: Path, cfg, overwrite: bool) -> dict | None:
     Refuses an unwritable folder, and one holding another configuration unless `overwrite`.
     """
     rundir.check_writable(out_dir)
-    if rundir.check_existing(out_dir, to_dict(cfg), overwrite):
+    if rundir.check_existing(out_dir, cfg, overwrite):
         log.info("%s already holds a finished run of this configuration", out_dir)
         return rundir.read_json(Path(out_dir) / rundir.FINAL)
     return None

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from ablations import registry, run
+from spd.config import to_dict
 from tests.conftest import REPO
 
 
@@ -21,13 +22,13 @@ def test_every_grid_has_unique_cells_valid_configs_and_known_references():
             assert all(c.reference is None or c.reference in labels for c in cells), name
             for c in cells:
                 cfg = run.cell_config(c, registry.RESULTS, None)  # every override is valid
-                assert cfg["seed"] == c.seed
+                assert cfg.seed == c.seed
 
 
 def test_methods_mean_what_their_names_say():
     def cfg(method, profile="cpu"):
-        return run.cell_config(registry.Cell("mrpc", method, 0.9, 0, profile, "x"),
-                               registry.RESULTS, None)
+        return to_dict(run.cell_config(registry.Cell("mrpc", method, 0.9, 0, profile, "x"),
+                                       registry.RESULTS, None))
 
     spd, gmp = cfg("spd"), cfg("gmp")
     assert gmp["replace"] == {"schedule": "constant", "p_0": 1.0, "slope": 0.0}
@@ -144,7 +145,7 @@ def fake_results(results, values: dict) -> None:
             continue
         folder = cell.path(results)
         folder.mkdir(parents=True)
-        rundir.write_json(folder / "config.json", run.cell_config(cell, results, None))
+        rundir.write_json(folder / "config.json", to_dict(run.cell_config(cell, results, None)))
         rundir.write_json(folder / "final.json", {
             "main_metric": "f1", "dev": {"f1": seeds[cell.seed], "accuracy": 0.5},
             "train_subset": {"f1": 1.0}, "environment": {"git_commit": "abc123", "device": "cpu"}})
@@ -209,7 +210,7 @@ def test_sparsity_and_overfitting_figures_are_drawn_from_results(tmp_path):
         for i, cell in enumerate(run.grid(run.parse(argv))):
             folder = cell.path(tmp_path)
             folder.mkdir(parents=True, exist_ok=True)
-            rundir.write_json(folder / "config.json", run.cell_config(cell, tmp_path, None))
+            rundir.write_json(folder / "config.json", to_dict(run.cell_config(cell, tmp_path, None)))
             dev = 0.5 + 0.01 * i
             rundir.write_json(folder / "final.json", {
                 "main_metric": "f1", "dev": {"f1": dev}, "train_subset": {"f1": 0.9},

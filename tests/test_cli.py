@@ -171,3 +171,18 @@ def test_result_files_and_model_folder_get_the_usual_permissions(tiny_run):
     for name in ("config.json", "final.json", "metrics.jsonl"):
         assert (tiny_run / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
     assert (tiny_run / "model").stat().st_mode & 0o777 == 0o777 & ~umask
+
+
+def test_a_run_saved_before_a_field_existed_is_the_same_configuration(tmp_path):
+    from spd import rundir
+    from spd.config import spd_config, to_dict
+
+    cfg = spd_config("mrpc", "teacher")
+    old = to_dict(cfg)
+    del old["prune"]["pattern"], old["theory_examples"]  # fields added after the run was saved
+    rundir.write_json(tmp_path / "config.json", old)
+    assert rundir.holds_config(tmp_path, cfg)
+    assert not rundir.holds_config(tmp_path, spd_config("mrpc", "teacher", "cpu", ["theory_examples=0"]))
+    assert not rundir.holds_config(tmp_path, spd_config("mrpc", "teacher", "cpu", ["seed=1"]))
+    (tmp_path / "config.json").write_text("{broken")
+    assert not rundir.holds_config(tmp_path, cfg)
