@@ -4,7 +4,6 @@
 `overfitting`: train-subset and dev metric over training per method (seed 0), and the final
 train - dev gap against sparsity (dense fine-tuning at 0). `ablations.tables` draws them.
 """
-import json
 from pathlib import Path
 
 from ablations.registry import Cell
@@ -60,8 +59,7 @@ def _records(folder: Path) -> list[dict]:
     path = folder / rundir.METRICS
     if not path.is_file():
         return []
-    return [r for r in map(json.loads, path.read_text(encoding="utf-8").splitlines())
-            if "dev" in r and r.get("train_subset")]
+    return [r for r in rundir.read_jsonl(path) if "dev" in r and r.get("train_subset")]
 
 
 def overfitting_figure(cells: list[Cell], rows, results: Path, out: Path) -> list[Path]:

@@ -42,20 +42,6 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(fn, device, repeats: int, warmup: int = 1) -> float:
-    """Median seconds of `fn()` over `repeats` runs after `warmup` runs."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def interleaved(fns, device, repeats: int, warmup: int = 1) -> list[float]:
     """Median seconds of each function, timed in turn `repeats` times after `warmup` rounds."""
     times = [[] for _ in fns]
@@ -68,6 +54,11 @@ def interleaved(fns, device, repeats: int, warmup: int = 1) -> list[float]:
             if r >= warmup:
                 ts.append(time.perf_counter() - t0)
     return [statistics.median(ts) for ts in times]
+
+
+def timed(fn, device, repeats: int, warmup: int = 1) -> float:
+    """Median seconds of `fn()` over `repeats` runs after `warmup` runs."""
+    return interleaved([fn], device, repeats, warmup)[0]
 
 
 def random_batch(vocab: int, batch: int, length: int, num_labels: int, device) -> dict:
@@ -132,19 +123,15 @@ def training_breakdown(model_name: str, task_name: str, batch: int, length: int,
     parts["student forward"] = timed(student_fwd, device, repeats)
     s_out = student_fwd()
 
-    def loss_terms():
-        with autocast(device):
-            return spd_loss(s_out, t_out, data["labels"], task, cfg.loss)[0]
-
-    parts["loss terms"] = timed(loss_terms, device, repeats)
-
-    def fwd_bwd():
-        loss_terms_of(student_fwd()).backward()
-        student.optimizer.zero_grad(set_to_none=True)
-
-    def loss_terms_of(out):
+    def loss_of(out):
         with autocast(device):
             return spd_loss(out, t_out, data["labels"], task, cfg.loss)[0]
+
+    parts["loss terms"] = timed(lambda: loss_of(s_out), device, repeats)
+
+    def fwd_bwd():
+        loss_of(student_fwd()).backward()
+        student.optimizer.zero_grad(set_to_none=True)
 
     parts["student backward"] = max(0.0, timed(fwd_bwd, device, repeats)
                                     - parts["student forward"] - parts["loss terms"])

@@ -1,5 +1,4 @@
 """Markdown tables from saved `final.json` files: pure functions, never scraped from logs."""
-import json
 from pathlib import Path
 
 from spd import rundir
@@ -215,8 +214,7 @@ def write_run_report(run_dir: Path) -> Path:
     if "teacher_dev" not in final:
         raise SpdError(f"{str(run_dir)!r} is not an SPD run (no teacher_dev in final.json); "
                        f"allowed: a run folder written by spd prune or spd run")
-    records = [json.loads(line) for line in
-               (run_dir / rundir.METRICS).read_text(encoding="utf-8").splitlines()]
+    records = rundir.read_jsonl(run_dir / rundir.METRICS)
     per_matrix = rundir.read_json(run_dir / "sparsity.json")["per_matrix"]
     write_plots(run_dir, final, records, per_matrix)
     path = run_dir / REPORT

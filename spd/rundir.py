@@ -52,6 +52,11 @@ def read_json(path: Path):
         return json.load(f)
 
 
+def read_jsonl(path: Path) -> list[dict]:
+    """The rows of a JSON-lines file such as `metrics.jsonl`."""
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines()]
+
+
 def model_source(name: str) -> str:
     """A run folder's `model/`, else the name itself (a model folder or a hub id)."""
     path = Path(name)
