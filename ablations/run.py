@@ -4,9 +4,11 @@
                                 [--methods M ...] [--dry-run] [--shard I/N] [--model M]
                                 [--data-dir D] [--results DIR]
 
-Cells (registry.py) run one after another through `spd prune` (SPD cells, always with
-`--resume`) or `spd finetune` (dense cells). A finished cell (its `final.json` holds the same
-configuration) is skipped, so running the command again continues the grid. Each cell is
+Cells (registry.py) run one after another through `spd prune` (SPD cells) or `spd finetune`
+(dense cells and the teachers), with `--resume` once a cell's run has started, so a killed
+grid continues each unfinished cell from its last checkpoint. A finished cell (its
+`final.json` holds the same configuration) is skipped, so running the command again
+continues the grid. Each cell is
 claimed with an exclusive `flock` on `<cell>/.lock`: a second runner on the same folder skips
 a claimed cell, and the kernel frees the lock of a runner that dies, so a stale lock never
 blocks (on network filesystems this needs working `flock`, as on NFSv4). `--shard I/N` keeps
@@ -73,10 +75,10 @@ def spd_args(cell: Cell, results: Path, data_dir: str | None, model: str | None)
     common = ["--task", cell.task, "--output", str(cell.path(results)), "--preset", cell.preset(),
               *[a for o in cell.overrides() for a in ("--set", o)],
               *(["--data-dir", data_dir] if data_dir else [])]
-    if cell.kind == "finetune":  # no resume for fine-tuning: an unfinished one starts again
-        return ["finetune", *common, *(["--model", model] if model else []), "--overwrite"]
+    if cell.kind == "finetune":
+        return ["finetune", *common, *(["--model", model] if model else [])]
     return ["prune", *common, "--teacher", str(teacher_dir(cell.task, cell.profile, results)),
-            "--sparsity", f"{cell.sparsity:g}", "--resume"]
+            "--sparsity", f"{cell.sparsity:g}"]
 
 
 def teacher_args(task: str, profile: str, results: Path, data_dir: str | None,
@@ -96,6 +98,8 @@ def run_claimed(folder: Path, args: list[str], config, wait: bool = False) -> st
             return "locked"
         if is_finished(folder, config):  # finished by another runner since the first check
             return "done"
+        if (folder / rundir.CONFIG).is_file():  # started before: continue it
+            args = [*args, "--resume"]
         line = {"host": socket.gethostname(), "pid": os.getpid(), "start": time.time(),
                 "command": ["spd", *args]}
         with open(folder / RUNNER_LOG, "a", encoding="utf-8") as f:

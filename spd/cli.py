@@ -46,6 +46,8 @@ def _add_run(p: argparse.ArgumentParser, example: str) -> None:
                    help=f"override a config field, e.g. {example} (repeatable)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a run of another configuration in --output")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run in --output from its last checkpoint")
 
 
 def _add_model(p: argparse.ArgumentParser) -> None:
@@ -61,8 +63,6 @@ def _add_spd(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sparsity", required=True, help="target sparsity s_f in [0, 1)")
     _add_preset(p)
     _add_run(p, "replace.p_0=0.8")
-    p.add_argument("--resume", action="store_true",
-                   help="continue an interrupted run in --output from its last checkpoint")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,7 +120,7 @@ def cmd_finetune(args) -> int:
     cfg = finetune_config(args.task, args.model, args.preset, args.overrides)
     data_dir, device = data_dir_from(args.data_dir), resolve_device(args.device)
     final = finetune(cfg, Path(args.output), data_dir, device, overwrite=args.overwrite,
-                     command=["spd", *sys.argv[1:]])
+                     command=["spd", *sys.argv[1:]], resume=args.resume)
     metric = final["main_metric"]
     print(f"{final['task']} dev {metric} {final['dev'][metric]:.4f} "
           f"({final['steps']} steps, {final['wall_time_s']:.0f} s); results in {args.output}")
@@ -154,7 +154,7 @@ TEACHER_DIR = "teacher"
 def cmd_run(args) -> int:
     """The teacher in OUTPUT/teacher (fine-tuned, or reused when already there), then SPD in OUTPUT."""
     from spd import rundir
-    from spd.config import finetune_config, spd_config, to_dict
+    from spd.config import finetune_config, spd_config
     from spd.device import resolve_device
     from spd.distill import prune
     from spd.train import finetune
@@ -168,14 +168,21 @@ def cmd_run(args) -> int:
     rundir.check_writable(out)
     rundir.check_existing(out, cfg, args.overwrite)  # refuse before the teacher's work
     command = ["spd", *sys.argv[1:]]
-    # --overwrite replaces the teacher only when it was fine-tuned with another configuration.
+    # --resume continues whichever of the two runs had started; --overwrite replaces the
+    # teacher only when it was fine-tuned with another configuration.
+    started = {d: (d / rundir.CONFIG).is_file() for d in (teacher_dir, out)}
+    if args.resume and not any(started.values()):
+        raise SpdError(f"--resume: {str(out)!r} holds no run to resume (neither it nor "
+                       f"{TEACHER_DIR}/ has a {rundir.CONFIG}); allowed: the --output of an "
+                       f"interrupted run, or drop --resume to start one")
     retrain = args.overwrite and not rundir.holds_config(teacher_dir, tcfg)
-    teacher = finetune(tcfg, teacher_dir, data_dir, device, overwrite=retrain, command=command)
+    teacher = finetune(tcfg, teacher_dir, data_dir, device, overwrite=retrain, command=command,
+                       resume=args.resume and started[teacher_dir])
     metric = teacher["main_metric"]
     print(f"{args.task} teacher dev {metric} {teacher['dev'][metric]:.4f} "
           f"({teacher['wall_time_s']:.0f} s); in {teacher_dir}")
     final = prune(cfg, out, data_dir, device, overwrite=args.overwrite, command=command,
-                  resume=args.resume)
+                  resume=args.resume and started[out])
     _print_student(final, args.output)
     return 0
 

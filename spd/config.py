@@ -96,12 +96,15 @@ class FinetuneConfig:
         seed: seeds data order, dropout and the classifier head's initialisation.
         eval_every: evaluate dev and the train subset every this many steps; 0 means once per
             epoch. The last step is always evaluated.
+        checkpoint_every: save a checkpoint every this many steps for `--resume`; 0 means at
+            each evaluation. Deleted when the run finishes.
     """
 
     task: str = "mrpc"
     model: str = DEFAULT_MODEL
     seed: int = 42
     eval_every: int = 0
+    checkpoint_every: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
 
@@ -110,6 +113,8 @@ class FinetuneConfig:
         _check("model", self.model, bool(self.model), "a non-empty hub id or folder")
         _check("seed", self.seed, 0 <= self.seed < 2 ** 32, "an integer in [0, 2**32)")
         _check("eval_every", self.eval_every, self.eval_every >= 0, "an integer >= 0")
+        _check("checkpoint_every", self.checkpoint_every, self.checkpoint_every >= 0,
+               "an integer >= 0")
 
 
 STAGE_UNITS = ("epochs", "steps")

@@ -147,3 +147,10 @@ def make_loader(examples: list[dict], batch_size: int, pad_id: int, shuffle: boo
     generator = torch.Generator().manual_seed(seed) if shuffle else None
     return DataLoader(examples, batch_size=batch_size, shuffle=shuffle, generator=generator,
                       collate_fn=lambda b: collate(b, pad_id), pin_memory=pin_memory)
+
+
+def epochs(loader: DataLoader):
+    """The loader's batches, epoch after epoch without end; each pass reshuffles with the
+    loader's seeded generator, so the order depends only on the seed."""
+    while True:
+        yield from loader

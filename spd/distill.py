@@ -9,13 +9,13 @@ import logging
 import math
 import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from spd import data, losses, parallel, pruning, rundir
+from spd import data, losses, parallel, pruning, resume, rundir
 from spd.config import SPDConfig, to_dict
 from spd.device import autocast, describe, fast_math
 from spd.errors import SpdError
@@ -117,11 +117,6 @@ def spd_loss(s_out, t_out, labels: torch.Tensor, task: Task, cfg) -> tuple[torch
     return total, terms
 
 
-def _epochs(loader):
-    while True:  # each pass reshuffles with the loader's seeded generator
-        yield from loader
-
-
 def teacher_path(name: str) -> str:
     """The teacher to load: a run folder's `model/`, a model folder or a hub id."""
     if not name:
@@ -130,35 +125,12 @@ def teacher_path(name: str) -> str:
 
 
 @dataclass
-class Progress:
-    """Everything about a run that changes step by step, besides the weights and the optimizer."""
+class Progress(resume.Progress):
+    """An SPD run's progress: the shared fields, the loss sums and the current sparsity."""
 
-    step: int = 0
-    records: list = field(default_factory=list)
-    best: dict | None = None
     sums: dict = field(default_factory=dict)  # loss terms summed since the last log record
     n_sum: int = 0
     sparsity: float | None = None  # the sparsity the masks were last pruned to
-    elapsed_s: float = 0.0
-    resumed_at_steps: list = field(default_factory=list)
-
-
-def _resume_point(cfg: SPDConfig, out_dir: Path, overwrite: bool, resume: bool) -> dict | None:
-    """The checkpoint to continue from, or None to start afresh.
-
-    An unfinished run of the same configuration is never silently restarted: it needs --resume
-    (or --overwrite to throw it away).
-    """
-    if overwrite:
-        return None
-    ckpt = rundir.load_checkpoint(out_dir)
-    if ckpt is not None and not resume:
-        raise SpdError(f"--output {str(out_dir)!r} holds an unfinished run (checkpoint at step "
-                       f"{ckpt['progress']['step']}); allowed: --resume to continue it, or "
-                       f"--overwrite to start again")
-    if ckpt is None and resume:
-        log.info("%s holds no checkpoint: starting from step 0", out_dir)
-    return ckpt
 
 
 class _Student:
@@ -178,7 +150,7 @@ class _Student:
         self.optimizer = make_optimizer(self.model, cfg.optim.lr, cfg.optim.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer,
                                                            lambda s: lr_at(s, cfg, plan))
-        self.trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.trainable = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
         self.ddp = world.wrap(self.model, device)  # the model itself in a single process
         # The first dev examples, on which statement D is measured at each evaluation.
         dev = next(iter(td.dev.values()))[:cfg.theory_examples]
@@ -210,17 +182,13 @@ class _Student:
         stacked = torch.stack([t.detach().float() for t in [*terms.values(), loss]]).cpu()
         means = self.world.mean(stacked)
         values = dict(zip(names, means.tolist()))  # over the global batch, on every rank
-        bad = [k for k, v in values.items() if not math.isfinite(v)]
-        if bad:
-            raise SpdError(f"non-finite loss term {bad[0]} = {values[bad[0]]} at step {step + 1}; "
-                           f"allowed: finite (lower optim.lr?)")
+        resume.check_loss(values, step + 1, progress)
         # When every drawn layer is the teacher's and the rest is frozen, nothing can learn
         # from this batch (AdamW then skips every parameter); the step still counts, so the
         # schedules stay functions of the step.
         if loss.requires_grad:
             loss.backward()
-            if cfg.optim.grad_clip:
-                torch.nn.utils.clip_grad_norm_(self.trainable, cfg.optim.grad_clip)
+            resume.clip_gradients(self.trainable, cfg.optim.grad_clip, step + 1, progress)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -263,22 +231,11 @@ class _Student:
         return rec
 
     def state(self) -> dict:
-        state = {"student": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                 "scheduler": self.scheduler.state_dict(), "rng": torch.get_rng_state()}
-        if self.device.type == "cuda":
-            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
-        return state
+        return resume.training_state(self.model, self.optimizer, self.scheduler, self.device)
 
     def load_state(self, ckpt: dict) -> None:
-        """Weights, masks, optimizer and scheduler; call `restore_rng` after skipping data."""
-        self.model.load_state_dict(ckpt["student"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
-
-    def restore_rng(self, ckpt: dict) -> None:
-        torch.set_rng_state(ckpt["rng"])  # dropout continues where it stopped
-        if self.device.type == "cuda":
-            torch.cuda.set_rng_state(ckpt["cuda_rng"], self.device)
+        """Weights, masks, optimizer and scheduler; restore the RNG after skipping data."""
+        resume.load_training_state(ckpt, self.model, self.optimizer, self.scheduler)
 
     def export(self, out_dir: Path, tokenizer) -> dict:
         """Save the pure student as a plain model, pruned weights baked in; its sparsity."""
@@ -308,13 +265,13 @@ def prune(cfg: SPDConfig, out_dir: Path, data_dir: Path | None, device: torch.de
             world.close()
 
 
-def _prune(cfg, out_dir, data_dir, device, overwrite, command, resume, world) -> dict:
+def _prune(cfg, out_dir, data_dir, device, overwrite, command, resume_run, world) -> dict:
     task = get_task(cfg.task)
     out_dir = Path(out_dir)
     done = finished_run(out_dir, cfg, overwrite)
     if done:
         return done
-    ckpt = _resume_point(cfg, out_dir, overwrite, resume)
+    ckpt = resume.resume_point(out_dir, overwrite, resume_run)
     world.barrier()  # every rank has read the folder before rank 0 writes to it
     seed_everything(cfg.seed)
     tokenizer, td, teacher = load_inputs(task, teacher_path(cfg.teacher), cfg.data, data_dir)
@@ -325,7 +282,7 @@ def _prune(cfg, out_dir, data_dir, device, overwrite, command, resume, world) ->
         log.warning("audit: %s", warning)
     teacher.to(device).eval()
     student = _Student(cfg, plan, teacher, td, tokenizer, device, world)
-    batches = _epochs(loader)
+    batches = data.epochs(loader)
     if ckpt is None:
         env, teacher_dev, progress = {}, {task.main_metric: math.nan}, Progress()
         if world.is_main:
@@ -335,12 +292,10 @@ def _prune(cfg, out_dir, data_dir, device, overwrite, command, resume, world) ->
             teacher_dev = evaluate_dev(teacher, td, device, cfg.data.eval_batch_size)
     else:
         env, teacher_dev = ckpt["env"], ckpt["teacher_dev"]
-        progress = Progress(**ckpt["progress"])
-        progress.resumed_at_steps.append(progress.step)
+        progress = resume.resumed_progress(ckpt, Progress)
         student.load_state(ckpt)
-        for _ in range(progress.step):  # the data order continues where it stopped
-            next(batches)
-        student.restore_rng(ckpt)
+        resume.skip_seen(batches, progress.step)
+        resume.restore_rng(ckpt, device)
 
     eval_every = cfg.eval_every or plan.steps_per_epoch
     checkpoint_every = cfg.checkpoint_every or eval_every
@@ -352,7 +307,7 @@ def _prune(cfg, out_dir, data_dir, device, overwrite, command, resume, world) ->
     bar = progress_bar(plan.total, f"spd {task.name}", disable=not world.is_main)
     bar.update(progress.step)
     student.model.train()
-    with stop_requests() as stop:
+    with stop_requests() as stop, bar:
         for step in range(progress.step, plan.total):
             p = student.step(step, next(batches), progress)
             bar.update(1)
@@ -373,16 +328,9 @@ def _prune(cfg, out_dir, data_dir, device, overwrite, command, resume, world) ->
                 if evaluate_now:
                     bar.set_postfix({task.main_metric: f"{rec['dev'][task.main_metric]:.4f}",
                                      "s": f"{progress.sparsity:.3f}", "p": f"{p:.2f}"})
-            if (done % checkpoint_every == 0 or stop.requested) and done < plan.total:
-                progress.elapsed_s = time.perf_counter() - start
-                rundir.save_checkpoint(out_dir, {"progress": asdict(progress), "env": env,
-                                                 "teacher_dev": teacher_dev, **student.state()})
-            if stop.requested and done < plan.total:
-                bar.close()
-                raise Stopped(stop.signum, f"{stop.name} at step {done} of {plan.total}: "
-                                           f"checkpoint written in {str(out_dir)!r}; run the same "
-                                           f"command with --resume to continue")
-    bar.close()
+            resume.checkpoint_or_stop(stop, progress, plan.total, checkpoint_every, out_dir,
+                                      lambda: {**resume.progress_state(progress, start), "env": env,
+                                               "teacher_dev": teacher_dev, **student.state()})
     wall = time.perf_counter() - start
     if not world.is_main:
         world.barrier()  # rank 0 exports and writes final.json

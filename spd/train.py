@@ -1,6 +1,5 @@
 """Dense fine-tuning of a teacher: one readable, seeded training loop."""
 import logging
-import math
 import random
 import sys
 import time
@@ -11,10 +10,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from spd import data, rundir
+from spd import data, resume, rundir
 from spd.config import FinetuneConfig, config_hash, to_dict
 from spd.device import autocast, describe, fast_math
 from spd.errors import SpdError
+from spd.interrupt import stop_requests
 from spd.metrics import compute_metrics
 from spd.models import load_classifier, load_tokenizer, max_positions
 from spd.schedules import warmup_linear_decay
@@ -144,28 +144,38 @@ def progress_bar(total: int, desc: str, disable: bool = False) -> tqdm:
                 mininterval=0.1 if sys.stderr.isatty() else 30)
 
 
+@dataclass
+class Progress(resume.Progress):
+    """A fine-tuning run's progress: the shared fields and the training loss since the last
+    evaluation."""
+
+    loss_sum: float = 0.0
+    n_loss: int = 0
+
+
 def finetune(cfg: FinetuneConfig, out_dir: Path, data_dir: Path | None, device: torch.device,
-             overwrite: bool = False, command: list[str] | None = None) -> dict:
+             overwrite: bool = False, command: list[str] | None = None,
+             resume: bool = False) -> dict:
     """Fine-tune `cfg.model` on `cfg.task` and write the run directory `out_dir`.
 
     Returns the contents of `final.json`. A folder that already holds a finished run of the
-    same configuration is left as it is and its `final.json` returned.
+    same configuration is left as it is and its `final.json` returned. With `resume`, an
+    interrupted run continues from its last checkpoint and ends with the same weights and
+    metrics as an uninterrupted one (bitwise on the CPU).
     """
     with fast_math(device):
-        return _finetune(cfg, out_dir, data_dir, device, overwrite, command)
+        return _finetune(cfg, out_dir, data_dir, device, overwrite, command, resume)
 
 
-def _finetune(cfg, out_dir, data_dir, device, overwrite, command) -> dict:
-    task = get_task(cfg.task)
+def _finetune(cfg, out_dir, data_dir, device, overwrite, command, resume_run) -> dict:
+    task, out_dir = get_task(cfg.task), Path(out_dir)
     done = finished_run(out_dir, cfg, overwrite)
     if done:
         return done
+    ckpt = resume.resume_point(out_dir, overwrite, resume_run)
     seed_everything(cfg.seed)
     tokenizer, td, model = load_inputs(task, cfg.model, cfg.data, data_dir)
-    rundir.start(out_dir, to_dict(cfg))
-    env = rundir.environment(describe(device))  # the code as it is now, when the run starts
     model.to(device).train()
-
     loader = data.make_loader(td.train, cfg.data.batch_size, tokenizer.pad_token_id,
                               shuffle=True, seed=cfg.seed, pin_memory=device.type == "cuda")
     total = len(loader) * cfg.optim.epochs
@@ -173,54 +183,74 @@ def _finetune(cfg, out_dir, data_dir, device, overwrite, command) -> dict:
         total = min(total, cfg.optim.max_steps)
     warmup = round(cfg.optim.warmup_ratio * total)
     eval_every = cfg.eval_every or len(loader)
+    checkpoint_every = cfg.checkpoint_every or eval_every
     optimizer = make_optimizer(model, cfg.optim.lr, cfg.optim.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: warmup_linear_decay(s, total, warmup))
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    batches = data.epochs(loader)
+    if ckpt is None:
+        rundir.start(out_dir, to_dict(cfg))
+        env = rundir.environment(describe(device))  # the code as it is now, when the run starts
+        progress = Progress()
+    else:
+        env, progress = ckpt["env"], resume.resumed_progress(ckpt, Progress)
+        resume.load_training_state(ckpt, model, optimizer, scheduler)
+        resume.skip_seen(batches, progress.step)
+        resume.restore_rng(ckpt, device)
 
-    log.info("fine-tuning %s on %s: %d train examples, %d steps, device %s",
-             cfg.model, task.name, len(td.train), total, describe(device))
-    records, best = [], None
-    start, step, running, n_running = time.perf_counter(), 0, 0.0, 0
+    log.info("fine-tuning %s on %s: %d train examples, %d steps, device %s%s",
+             cfg.model, task.name, len(td.train), total, describe(device),
+             f"; resuming at step {progress.step}" if progress.step else "")
+    start = time.perf_counter() - progress.elapsed_s
     bar = progress_bar(total, f"finetune {task.name}")
-    while step < total:
-        for batch in loader:
-            batch = to_device(batch, device)
+    bar.update(progress.step)
+    with stop_requests() as stop, bar:
+        for step in range(progress.step, total):
+            batch = to_device(next(batches), device)
             with autocast(device):
                 loss = model(**batch).loss
-            if not math.isfinite(loss.item()):
-                raise SpdError(f"non-finite training loss {loss.item()} at step {step + 1}; "
-                               f"allowed: finite (lower optim.lr?)")
+            resume.check_loss({"loss": loss.item()}, step + 1, progress)
             loss.backward()
-            if cfg.optim.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+            resume.clip_gradients(params, cfg.optim.grad_clip, step + 1, progress)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            step += 1
-            running, n_running = running + loss.item(), n_running + 1
+            progress.step = step + 1
+            progress.loss_sum, progress.n_loss = progress.loss_sum + loss.item(), progress.n_loss + 1
             bar.update(1)
-            if step % eval_every == 0 or step == total:
-                rec = {"step": step, "epoch": step / len(loader),
-                       "lr": scheduler.get_last_lr()[0], "train_loss": running / n_running,
-                       "elapsed_s": time.perf_counter() - start,
-                       "dev": evaluate_dev(model, td, device, cfg.data.eval_batch_size)}
-                if td.train_subset:
-                    rec["train_subset"] = evaluate(model, td.train_subset, task, device,
-                                                   cfg.data.eval_batch_size, tokenizer.pad_token_id)
-                records.append(rec)
-                rundir.write_jsonl(Path(out_dir) / rundir.METRICS, records)
-                running, n_running = 0.0, 0
-                if best is None or rec["dev"][task.main_metric] > best["dev"][task.main_metric]:
-                    best = {"step": step, "dev": rec["dev"]}
+            if progress.step % eval_every == 0 or progress.step == total:
+                rec = _evaluation(model, td, device, cfg, progress, scheduler, len(loader),
+                                  time.perf_counter() - start)
+                rundir.write_jsonl(out_dir / rundir.METRICS, progress.records)
                 bar.set_postfix({task.main_metric: f"{rec['dev'][task.main_metric]:.4f}"})
-                log.info("step %d/%d dev %s %.4f", step, total, task.main_metric,
-                         rec["dev"][task.main_metric])
-            if step == total:
-                break
-    bar.close()
+            resume.checkpoint_or_stop(
+                stop, progress, total, checkpoint_every, out_dir,
+                lambda: {**resume.progress_state(progress, start), "env": env,
+                         **resume.training_state(model, optimizer, scheduler, device)})
     wall = time.perf_counter() - start
     rundir.save_model(model, tokenizer, out_dir)
-    final = {**run_summary(cfg, td, records, best, step, len(loader), wall, env, command),
-             "model": cfg.model}
-    rundir.write_json(Path(out_dir) / rundir.FINAL, final)
+    final = {**run_summary(cfg, td, progress.records, progress.best, total, len(loader), wall,
+                           env, command),
+             "model": cfg.model, "resumed_at_steps": progress.resumed_at_steps}
+    rundir.write_json(out_dir / rundir.FINAL, final)
+    (out_dir / rundir.CHECKPOINT).unlink(missing_ok=True)
     return final
+
+
+def _evaluation(model, td: TaskData, device, cfg, progress: Progress, scheduler,
+                steps_per_epoch: int, elapsed: float) -> dict:
+    """Evaluate dev (and the train subset), append the record, keep the best; the record."""
+    task, step = td.task, progress.step
+    rec = {"step": step, "epoch": step / steps_per_epoch, "lr": scheduler.get_last_lr()[0],
+           "train_loss": progress.loss_sum / progress.n_loss, "elapsed_s": elapsed,
+           "dev": evaluate_dev(model, td, device, cfg.data.eval_batch_size)}
+    if td.train_subset:
+        rec["train_subset"] = evaluate(model, td.train_subset, task, device,
+                                       cfg.data.eval_batch_size, td.tokenizer.pad_token_id)
+    progress.records.append(rec)
+    progress.loss_sum, progress.n_loss = 0.0, 0
+    if progress.best is None or rec["dev"][task.main_metric] > progress.best["dev"][task.main_metric]:
+        progress.best = {"step": step, "dev": rec["dev"]}
+    log.info("step %d dev %s %.4f", step, task.main_metric, rec["dev"][task.main_metric])
+    return rec
