@@ -239,10 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="spd: %(message)s")
     args = build_parser().parse_args(argv)
     try:
-        import transformers
+        from spd.models import quiet_transformers
 
-        transformers.logging.set_verbosity_error()
-        transformers.utils.logging.disable_progress_bar()
+        quiet_transformers()
         return {"finetune": cmd_finetune, "prune": cmd_prune, "run": cmd_run,
                 "evaluate": cmd_evaluate, "report": cmd_report, "bench": cmd_bench}[args.command](args)
     except SpdError as e:

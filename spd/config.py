@@ -355,13 +355,30 @@ def to_dict(cfg) -> dict:
     return dataclasses.asdict(cfg)
 
 
-def from_dict(d: dict, cls):
-    """Rebuild a config of class `cls` from `to_dict` output (validated again)."""
+def _typed(name: str, value, typ):
+    """`value` as a field of type `typ` (an int is a float too), else a one-line error."""
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except OverflowError:
+            pass
+    elif isinstance(value, typ) and (typ is bool or not isinstance(value, bool)):
+        return value
+    raise bad_value(name, value, f"a value of type {typ.__name__}")
+
+
+def from_dict(d: dict, cls, prefix: str = ""):
+    """Rebuild a config of class `cls` from `to_dict` output (a saved config.json), checking
+    every value's type and validating again. Missing fields take their defaults; unknown keys
+    are ignored (a run saved by a newer spd)."""
+    if not isinstance(d, dict):
+        raise bad_value(f"config section {prefix or cls.__name__}", d, "a JSON object")
     kwargs = {}
     for f in dataclasses.fields(cls):
         if f.name in d:
-            v = d[f.name]
-            kwargs[f.name] = from_dict(v, f.type) if dataclasses.is_dataclass(f.type) else v
+            v, name = d[f.name], prefix + f.name
+            kwargs[f.name] = (from_dict(v, f.type, f"{name}.") if dataclasses.is_dataclass(f.type)
+                              else _typed(name, v, f.type))
     return cls(**kwargs)
 
 

@@ -10,6 +10,15 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = "minilm"
 
 
+def quiet_transformers() -> None:
+    """Keep transformers' load reports and progress bars off stderr, where spd's one-line
+    errors and progress go."""
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
 def resolve_model_path(name: str) -> str:
     """Map `minilm` to the packaged weights; any other name (hub id or folder) passes through."""
     if name != DEFAULT_MODEL:
@@ -50,6 +59,21 @@ def load_classifier(name: str, task: Task):
         )
     except (OSError, ValueError) as e:
         raise SpdError(f"cannot load model {name!r}: {_first_line(e)}") from None
+
+
+ARCHITECTURE_FIELDS = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                       "intermediate_size")
+
+
+def check_same_architecture(teacher, student, teacher_name: str) -> None:
+    """Refuse a teacher and a student whose layers cannot be compared one for one."""
+    differ = {f: (getattr(teacher.config, f, None), getattr(student.config, f, None))
+              for f in ARCHITECTURE_FIELDS
+              if getattr(teacher.config, f, None) != getattr(student.config, f, None)}
+    if differ:
+        text = ", ".join(f"{f} {t} vs {s}" for f, (t, s) in differ.items())
+        raise SpdError(f"teacher {teacher_name!r} does not have the student's architecture "
+                       f"({text}); allowed: the teacher the student was pruned from")
 
 
 def max_positions(model) -> int:

@@ -66,9 +66,17 @@ def training_state(model, optimizer, scheduler, device: torch.device) -> dict:
 
 
 def load_training_state(ckpt: dict, model, optimizer, scheduler) -> None:
-    """Weights, optimizer and scheduler; call `restore_rng` after skipping the data seen."""
+    """Weights, optimizer and scheduler; call `restore_rng` after skipping the data seen.
+    Weights of another architecture (the teacher folder now holds another model) are refused."""
     # Checkpoints written before 2026-11-25 name the SPD student's weights "student".
-    model.load_state_dict(ckpt["model"] if "model" in ckpt else ckpt["student"])
+    weights = ckpt["model"] if "model" in ckpt else ckpt["student"]
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as e:
+        detail = " ".join(str(e).split())
+        raise SpdError(f"the checkpoint does not fit the model it resumes ({detail[:200]}...); "
+                       f"allowed: the model (teacher) the run started from, or --overwrite to "
+                       f"start again") from None
     optimizer.load_state_dict(ckpt["optimizer"])
     scheduler.load_state_dict(ckpt["scheduler"])
 

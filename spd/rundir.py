@@ -166,6 +166,8 @@ def start(run_dir: Path, config: dict) -> None:
 def check_writable(run_dir: Path) -> None:
     """Fail early, before any work, if `run_dir` cannot be created or written."""
     probe = Path(run_dir)
+    if probe.exists() and not probe.is_dir():
+        raise SpdError(f"--output {str(run_dir)!r} is a file; allowed: a new or a run folder")
     while not probe.exists():
         probe = probe.parent
     if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):

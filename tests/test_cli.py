@@ -2,7 +2,6 @@
 import gzip
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -97,44 +96,7 @@ def test_regression_task_trains(tiny_model_dir, glue_dir, tmp_path):
     assert set(final["dev"]) == {"pearson", "spearman", "loss"}
 
 
-@pytest.fixture()
-def broken_glue(small_glue, tmp_path):
-    out = tmp_path / "broken"
-    shutil.copytree(small_glue, out)
-    path = out / "rte" / "train.jsonl"
-    path.write_text(path.read_text() + '{"sentence1": "a", "sentence2": \n')
-    return out
-
-
-# name: (flags replacing the good ones, extra arguments after the good ones, expected message)
-BAD_INPUTS = {
-    "unknown task": ({"--task": "mnlii"}, [], "unknown task: got 'mnlii'"),
-    "negative learning rate": ({}, ["--set", "optim.lr=-1e-5"], "optim.lr: got -1e-05"),
-    "missing data folder": ({"--data-dir": "{tmp}/nowhere"}, [], "no such folder"),
-    "broken data line": ({"--data-dir": "{broken}"}, [], "train.jsonl:41: not valid JSON"),
-    "unknown --set key": ({}, ["--set", "optim.learning_rate=1"], "unknown --set key"),
-    "wrong --set type": ({}, ["--set", "seed=abc"], "seed: got 'abc'"),
-    "max length above the model's": ({}, ["--set", "data.max_length=512"], "at most 128"),
-    "unwritable output": ({"--output": "{tmp}/afile/run"}, [], "not writable"),
-    "unknown device": ({"--device": "tpu"}, [], "--device: got 'tpu'"),
-    "missing model folder": ({"--model": "{tmp}/nomodel"}, [], "cannot load a tokenizer"),
-}
-
-
-@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
-def test_bad_input_is_one_line_exit_2_and_leaves_nothing(case, tiny_model_dir, small_glue,
-                                                          broken_glue, tmp_path):
-    (tmp_path / "afile").write_text("")
-    replace, extra, expect = BAD_INPUTS[case]
-    out = tmp_path / "out"
-    flags = {"--task": "rte", "--model": str(tiny_model_dir), "--data-dir": str(small_glue),
-             "--output": str(out)}
-    flags |= {k: v.format(tmp=tmp_path, broken=broken_glue) for k, v in replace.items()}
-    code, _, stderr = spd("finetune", *[x for kv in flags.items() for x in kv], *TINY, *extra)
-    assert code == 2, stderr
-    assert expect in stderr
-    assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
-    assert not out.exists()
+# The bad-input catalogue (exit 2, one line, nothing left behind) is tests/test_bad_input.py.
 
 
 def test_argparse_errors_are_one_line_too():

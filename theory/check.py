@@ -9,9 +9,7 @@ local estimates (power iteration on the Jacobian at points between the teacher's
 student's hidden states), so the checks are numerical evidence, not certificates. Writes
 theory.json, theory.md and two plots into `--output` (default: the run folder).
 """
-import argparse
 import copy
-import json
 import logging
 import math
 import sys
@@ -207,16 +205,19 @@ def main(argv: list[str] | None = None) -> int:
     from spd import data, rundir
     from spd.cli import data_dir_from
     from spd.errors import SpdError
-    from spd.models import load_classifier, load_tokenizer
+    from spd.cli import _Parser
+    from spd.models import (check_same_architecture, load_classifier, load_tokenizer,
+                            quiet_transformers)
     from spd.tasks import get_task
 
-    parser = argparse.ArgumentParser(prog="python -m theory.check", description=__doc__.split("\n")[0])
+    parser = _Parser(prog="python -m theory.check", description=__doc__.split("\n")[0])
     parser.add_argument("--student", required=True, help="an SPD run folder (spd prune / spd run)")
     parser.add_argument("--output", help="folder for theory.json, theory.md and plots (default: the run)")
     parser.add_argument("--examples", type=int, default=32, help="dev examples (one batch)")
     parser.add_argument("--data-dir", help="local GLUE folder (default: $SPD_DATA_DIR, else the hub)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="theory: %(message)s")
+    quiet_transformers()
     try:
         run = Path(args.student)
         final = rundir.read_json(run / rundir.FINAL) if (run / rundir.FINAL).is_file() else None
@@ -235,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         inputs = {k: v for k, v in batch.items() if k != "labels"}
         teacher = load_classifier(teacher_src, task)
         student = load_classifier(str(run / rundir.MODEL), task)
+        check_same_architecture(teacher, student, teacher_src)
         out = Path(args.output) if args.output else run
         out.mkdir(parents=True, exist_ok=True)
     except SpdError as e:

@@ -1,0 +1,229 @@
+"""The bad-input catalogue: every case runs the real command line in a subprocess and must exit
+with code 2, print one line naming the problem (with the bad value and what is allowed where
+there is one), print no traceback, and leave the output folder as it found it: absent when it
+was absent, byte for byte the same when it held a run.
+
+`python -m tests.test_bad_input` prints the catalogue with the message each case gives."""
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+# The tiny runs' settings (tests.test_cli.TINY and the smoke preset).
+FINETUNE = ["finetune", "--task", "rte", "--model", "{model}", "--data-dir", "{glue}",
+            "--output", "{out}", "--set", "optim.max_steps=4", "--set", "data.max_length=64"]
+PRUNE = ["prune", "--task", "rte", "--teacher", "{teacher}", "--data-dir", "{glue}",
+         "--output", "{out}", "--sparsity", "0.75", "--preset", "smoke",
+         "--set", "data.batch_size=8", "--set", "checkpoint_every=6"]
+
+
+def replace(argv: list[str], flag: str, value: str) -> list[str]:
+    i = argv.index(flag)
+    return [*argv[:i + 1], value, *argv[i + 2:]]
+
+
+# name: (argv, the state of {out} before the command, expected fragment of the one line)
+CATALOGUE = {
+    "sparsity below 0": (replace(PRUNE, "--sparsity", "-0.1"), None, "prune.sparsity: got -0.1"),
+    "sparsity 1.0": (replace(PRUNE, "--sparsity", "1.0"), None, "prune.sparsity: got 1.0"),
+    "sparsity not a number": (replace(PRUNE, "--sparsity", "abc"), None,
+                              "prune.sparsity: got 'abc'"),
+    "N:M pattern with another sparsity": (PRUNE + ["--set", "prune.pattern=2:4"], None,
+                                          "0.5 with prune.pattern=2:4"),
+    "unknown task": (replace(FINETUNE, "--task", "mnlii"), None, "unknown task: got 'mnlii'"),
+    "missing data folder": (replace(FINETUNE, "--data-dir", "{tmp}/nowhere"), None,
+                            "--data-dir: no such folder"),
+    "task missing from the data folder": (replace(FINETUNE, "--task", "cola"), None,
+                                          "no cola train file"),
+    "malformed JSON line": (replace(FINETUNE, "--data-dir", "{glue_broken_json}"), None,
+                            "train.jsonl:41: not valid JSON"),
+    "label outside the task's set": (replace(FINETUNE, "--data-dir", "{glue_bad_label}"), None,
+                                     "label 7 is outside rte's label set"),
+    "row missing a field": (replace(FINETUNE, "--data-dir", "{glue_no_field}"), None,
+                            "missing field 'sentence2'"),
+    "empty training file": (replace(FINETUNE, "--data-dir", "{glue_empty}"), None,
+                            "train.jsonl: no rows"),
+    "missing model folder": (replace(FINETUNE, "--model", "{tmp}/nomodel"), None,
+                             "cannot load a tokenizer for model"),
+    "teacher folder without a model": (replace(PRUNE, "--teacher", "{tmp}/empty"), None,
+                                       "cannot load a tokenizer for model"),
+    "teacher of another architecture than the checkpointed student": (
+        [*PRUNE, "--resume"], "other_arch", "does not fit the model"),
+    "model with no encoder layer list to graft": (replace(PRUNE, "--teacher", "{distilbert}"),
+                                                  None, "no encoder layer list to graft"),
+    "max length above the model's limit": (FINETUNE + ["--set", "data.max_length=512"], None,
+                                           "data.max_length: got 512; allowed: at most 128"),
+    "zero epochs": (FINETUNE + ["--set", "optim.epochs=0"], None, "optim.epochs: got 0"),
+    "stages that add up to no step": (PRUNE + ["--set", "stages.prune=0.2", "--set",
+                                               "stages.graft=0", "--set", "stages.finetune=0"],
+                                      None, "round to 0 steps"),
+    "negative learning rate": (FINETUNE + ["--set", "optim.lr=-1e-5"], None, "optim.lr: got -1e-05"),
+    "unknown --set key": (FINETUNE + ["--set", "optim.learning_rate=1"], None,
+                          "unknown --set key: got 'optim.learning_rate'"),
+    "--set value of the wrong type": (FINETUNE + ["--set", "seed=abc"], None, "seed: got 'abc'"),
+    "--set without =": (FINETUNE + ["--set", "seed"], None, "--set expects key=value"),
+    "unknown preset": (FINETUNE + ["--preset", "gpu"], None, "--preset: got 'gpu'"),
+    "unknown device": (FINETUNE + ["--device", "tpu"], None, "--device: got 'tpu'"),
+    "unwritable output folder": (replace(FINETUNE, "--output", "{tmp}/afile/run"), None,
+                                 "not writable"),
+    "output is a file": (replace(FINETUNE, "--output", "{tmp}/afile"), None, "is a file"),
+    "--resume of a folder with no run": (FINETUNE + ["--resume"], None, "holds no run to resume"),
+    "unfinished run without --resume": (PRUNE, "interrupted", "holds an unfinished run"),
+    "run of another configuration": (PRUNE + ["--set", "seed=7"], "interrupted",
+                                     "different configuration"),
+    "damaged checkpoint": ([*PRUNE, "--resume"], "damaged", "is damaged"),
+    "evaluate with a too short max length": (["evaluate", "--task", "rte", "--model", "{model}",
+                                              "--data-dir", "{glue}", "--max-length", "4"],
+                                             None, "data.max_length: got 4"),
+    "unknown ablation": (["@ablations", "component", "--results", "{out}"], None,
+                         "ablation: got 'component'"),
+    "bad --shard": (["@ablations", "components", "--shard", "3/2", "--results", "{out}"], None,
+                    "--shard: got '3/2'"),
+    "theory check of a teacher of another architecture": (
+        ["@theory", "--student", "{out}", "--data-dir", "{glue}"], "theory_other_arch",
+        "does not have the student's architecture"),
+}
+
+
+def tiny_bert(out: Path, hidden: int = 128, kind: str = "bert") -> Path:
+    from transformers import (AutoTokenizer, BertConfig, BertModel, DistilBertConfig,
+                              DistilBertModel)
+
+    from spd.models import resolve_model_path
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("minilm"))
+    if kind == "bert":
+        BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=hidden,
+                             num_hidden_layers=2, num_attention_heads=2,
+                             intermediate_size=2 * hidden, max_position_embeddings=128)
+                  ).save_pretrained(out)
+    else:
+        DistilBertModel(DistilBertConfig(vocab_size=tokenizer.vocab_size, dim=hidden, n_layers=2,
+                                         n_heads=2, hidden_dim=2 * hidden,
+                                         max_position_embeddings=128)).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def broken_copy(small_glue: Path, out: Path, edit) -> Path:
+    shutil.copytree(small_glue, out)
+    path = out / "rte" / "train.jsonl"
+    path.write_text(edit(path.read_text()))
+    return out
+
+
+def _relabel(text: str) -> str:
+    rows = text.splitlines(keepends=True)
+    row = json.loads(rows[5])
+    return "".join([*rows[:5], json.dumps({**row, "label": 7}) + "\n", *rows[6:]])
+
+
+def _drop_field(text: str) -> str:
+    rows = text.splitlines(keepends=True)
+    row = json.loads(rows[2])
+    del row["sentence2"]
+    return "".join([*rows[:2], json.dumps(row) + "\n", *rows[3:]])
+
+
+@pytest.fixture(scope="module")
+def places(tiny_model_dir, small_glue, tmp_path_factory):
+    """Models, data folders and runs the cases point at (built once)."""
+    from tests.test_distill import interrupt_at, _raise_interrupt
+    from spd.cli import main
+
+    base = tmp_path_factory.mktemp("catalogue")
+    p = {"model": tiny_model_dir, "glue": small_glue,
+         "glue_broken_json": broken_copy(small_glue, base / "g1",
+                                         lambda t: t + '{"sentence1": "a", "sentence2": \n'),
+         "glue_bad_label": broken_copy(small_glue, base / "g2", _relabel),
+         "glue_no_field": broken_copy(small_glue, base / "g3", _drop_field),
+         "glue_empty": broken_copy(small_glue, base / "g4", lambda t: "\n"),
+         "distilbert": tiny_bert(base / "distilbert", kind="distilbert"),
+         "other_arch_model": tiny_bert(base / "hidden64", hidden=64)}
+    teacher = base / "teacher"
+    assert main(["finetune", "--task", "rte", "--model", str(tiny_model_dir), "--data-dir",
+                 str(small_glue), "--output", str(teacher), "--set", "optim.max_steps=4",
+                 "--set", "data.max_length=64"]) == 0
+    p["teacher"] = teacher
+    with pytest.MonkeyPatch.context() as mp:  # an SPD run stopped after its checkpoint at 12
+        interrupt_at(mp, 13, _raise_interrupt)
+        for name in ("interrupted", "other_arch"):
+            run = base / name
+            assert main([fill(a, p, base, run) for a in PRUNE]) == 130
+            p[f"{name}_run"] = run
+    finished = base / "finished"
+    assert main([fill(a, p, base, finished) for a in PRUNE]) == 0
+    p["finished_run"] = finished
+    return p
+
+
+def fill(arg: str, places: dict, tmp: Path, out: Path) -> str:
+    return arg.format(tmp=tmp, out=out, **{k: v for k, v in places.items()})
+
+
+def prepare(state: str | None, places: dict, tmp: Path) -> Path:
+    """The output folder of a case, in the state the case starts from."""
+    out = tmp / "out"
+    if state in ("interrupted", "damaged", "other_arch"):
+        shutil.copytree(places[f"{'other_arch' if state == 'other_arch' else 'interrupted'}_run"],
+                        out)
+    if state == "damaged":
+        ckpt = out / "checkpoint.pt"
+        data = bytearray(ckpt.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        ckpt.write_bytes(bytes(data))
+    if state == "theory_other_arch":
+        shutil.copytree(places["finished_run"], out)
+        final = json.loads((out / "final.json").read_text())
+        (out / "final.json").write_text(json.dumps({**final,
+                                                    "teacher": str(places["other_arch_model"])}))
+    return out
+
+
+def snapshot(folder: Path) -> dict | None:
+    """Every file under `folder` with its SHA-256, or None when the folder does not exist."""
+    if not folder.exists():
+        return None
+    return {str(f.relative_to(folder)): hashlib.sha256(f.read_bytes()).hexdigest()
+            for f in sorted(folder.rglob("*")) if f.is_file()}
+
+
+def run_case(name: str, places: dict, tmp: Path) -> tuple[int, str, dict | None, dict | None]:
+    argv, state, _ = CATALOGUE[name]
+    (tmp / "afile").write_text("")
+    (tmp / "empty").mkdir(exist_ok=True)
+    out = prepare(state, places, tmp)
+    if state == "other_arch":  # the teacher the run started from now holds another model
+        teacher = tmp / "swapped-teacher"
+        shutil.copytree(places["other_arch_model"], teacher / "model")
+        argv = replace(argv, "--teacher", str(teacher))
+        config = json.loads((out / "config.json").read_text())
+        (out / "config.json").write_text(json.dumps({**config, "teacher": str(teacher)}))
+    before = snapshot(out)
+    args = [fill(a, places, tmp, out) for a in argv]
+    program = {"@ablations": ["-m", "ablations.run"], "@theory": ["-m", "theory.check"]}.get(
+        args[0], ["-m", "spd", args[0]])
+    proc = subprocess.run([sys.executable, *program, *args[1:]], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    return proc.returncode, proc.stderr, before, snapshot(out)
+
+
+@pytest.mark.parametrize("name", list(CATALOGUE))
+def test_bad_input_is_one_line_exit_2_and_changes_nothing(name, places, tmp_path):
+    code, stderr, before, after = run_case(name, places, tmp_path)
+    assert code == 2, stderr[-3000:]
+    assert "Traceback" not in stderr
+    lines = [x for x in stderr.splitlines() if x.strip()]
+    assert len(lines) == 1, stderr
+    assert CATALOGUE[name][2] in lines[0], lines[0]
+    assert after == before  # no partial output, nothing lost
+
+
+def test_the_catalogue_is_at_least_25_cases_and_covers_the_issue_list():
+    assert len(CATALOGUE) >= 25
