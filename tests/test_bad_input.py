@@ -3,7 +3,7 @@ with code 2, print one line naming the problem (with the bad value and what is a
 there is one), print no traceback, and leave the output folder as it found it: absent when it
 was absent, byte for byte the same when it held a run.
 
-`python -m tests.test_bad_input` prints the catalogue with the message each case gives."""
+`pytest tests/test_bad_input.py -s | grep CATALOGUE` prints each case with the message it gives."""
 import hashlib
 import json
 import shutil
@@ -222,6 +222,7 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(name, places, tmp_path
     lines = [x for x in stderr.splitlines() if x.strip()]
     assert len(lines) == 1, stderr
     assert CATALOGUE[name][2] in lines[0], lines[0]
+    print(f"\nCATALOGUE {name}: {lines[0]}")
     assert after == before  # no partial output, nothing lost
 
 
