@@ -47,14 +47,27 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
     _atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
 
 
+def _damaged(path: Path, e: Exception) -> SpdError:
+    return SpdError(f"{str(path)!r} is not valid JSON ({type(e).__name__}: {e}); allowed: a "
+                    f"whole result file as spd writes it (rerun that run; a damaged result is "
+                    f"never used)")
+
+
 def read_json(path: Path):
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    """A result file; a damaged one (truncated, edited, not UTF-8) is refused, never used."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+        raise _damaged(path, e) from None
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    """The rows of a JSON-lines file such as `metrics.jsonl`."""
-    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines()]
+    """The rows of a JSON-lines file such as `metrics.jsonl`; a damaged one is refused."""
+    try:
+        return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines()]
+    except (ValueError, UnicodeDecodeError) as e:
+        raise _damaged(path, e) from None
 
 
 def model_source(name: str) -> str:

@@ -216,3 +216,22 @@ def test_a_grid_killed_between_and_inside_cells_ends_as_an_uninterrupted_one(
         same_result(cell.path(results), cell.path(reference))
     assert json.loads((cells[1].path(results) / "final.json").read_text())[
         "resumed_at_steps"] == [12]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty"])
+def test_a_damaged_result_file_is_refused_by_tables_and_report(damage, tmp_path, capsys):
+    from ablations import run, tables
+    from tests.test_ablations import GRID, SPD, fake_results
+
+    fake_results(tmp_path, {"spd": SPD})
+    final = next(c for c in run.grid(run.parse(GRID)) if c.method == "spd").path(tmp_path) \
+        / "final.json"
+    text = final.read_text()
+    final.write_text(text[:len(text) // 2] if damage == "truncated" else "")
+    capsys.readouterr()
+    assert tables.main([*GRID, "--results", str(tmp_path), "--out", str(tmp_path / "t")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(final) in err and "not valid JSON" in err, err
+    assert not (tmp_path / "t").exists()  # no table made from what could be read
+    assert main(["report", str(final.parent)]) == 2
+    assert "not valid JSON" in capsys.readouterr().err
