@@ -48,7 +48,8 @@ def kill_after_checkpoint(proc: subprocess.Popen, checkpoint: Path, since: float
         raise SystemExit("kill_resume: the run ended before the kill; lower --max-delay")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    return {"checkpoint": str(checkpoint), "delay_s": round(delay, 1)}
+    return {"checkpoint": checkpoint.name if checkpoint.parent.name != TEACHER_DIR
+            else f"{TEACHER_DIR}/{checkpoint.name}", "delay_s": round(delay, 1)}
 
 
 def weights_sha256(run: Path) -> str:
