@@ -57,17 +57,23 @@ def weights_sha256(run: Path) -> str:
 
 
 def compare(killed: Path, reference: Path) -> dict:
-    """Per compared item, whether the killed-and-resumed run equals the reference."""
-    def records(run):
-        return [{k: v for k, v in r.items() if k != "elapsed_s"}
-                for r in rundir.read_jsonl(run / rundir.METRICS)]
-
+    """Per compared item, whether the killed-and-resumed run equals the reference. Records are
+    compared on the fields both runs log (a reference made by an older spd may lack some, such
+    as `theory`); the fields left out are listed."""
+    rk, rr = (rundir.read_jsonl(r / rundir.METRICS) for r in (killed, reference))
     fk, fr = (rundir.read_json(r / rundir.FINAL) for r in (killed, reference))
     same = {key: fk[key] == fr[key] for key in SAME_KEYS}
-    same["metrics.jsonl"] = records(killed) == records(reference)
+    left_out = set()
+    same["metrics.jsonl"] = len(rk) == len(rr)
+    for a, b in zip(rk, rr):  # record by record, on the fields both logged
+        common = (set(a) & set(b)) - {"elapsed_s"}
+        left_out |= (set(a) ^ set(b))
+        same["metrics.jsonl"] &= all(a[k] == b[k] for k in common)
     same["weights"] = weights_sha256(killed) == weights_sha256(reference)
     return {"resumed_at_steps": fk.get("resumed_at_steps"), "dev": fk["dev"],
-            "reference_dev": fr["dev"], "same": same}
+            "reference_dev": fr["dev"], "same": same, "metrics_fields_not_compared": sorted(left_out),
+            "commit": fk["environment"].get("git_commit"),
+            "reference_commit": fr["environment"].get("git_commit")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,19 +85,23 @@ def main(argv: list[str] | None = None) -> int:
                    help="the longest wait after a phase's first checkpoint (default 60 s)")
     p.add_argument("--reference-teacher", help="a finished teacher run of the same configuration")
     p.add_argument("--reference", help="a finished SPD run of the same configuration")
+    p.add_argument("--compare-only", action="store_true",
+                   help="no runs: compare OUTPUT/killed (finished) with the references")
     p.add_argument("spd_args", nargs=argparse.REMAINDER, help="-- then `spd run` arguments")
     args = p.parse_args(argv)
     spd_args = [a for a in args.spd_args if a != "--"]
     seed = args.seed if args.seed is not None else random.randrange(2 ** 32)
     rng, out = random.Random(seed), Path(args.output)
     killed = out / "killed"
-    kills = []
-    for checkpoint in (killed / TEACHER_DIR / rundir.CHECKPOINT, killed / rundir.CHECKPOINT):
+    record = out / "kill_resume.json"
+    kills = rundir.read_json(record)["kills"] if args.compare_only else []
+    for checkpoint in (() if args.compare_only else
+                       (killed / TEACHER_DIR / rundir.CHECKPOINT, killed / rundir.CHECKPOINT)):
         since = time.time()
         proc = spd_run([*spd_args, *(["--resume"] if kills else [])], killed)
         kills.append(kill_after_checkpoint(proc, checkpoint, since, args.max_delay, rng))
         print(f"kill_resume: killed {kills[-1]}", flush=True)
-    if spd_run([*spd_args, "--resume"], killed).wait() != 0:
+    if not args.compare_only and spd_run([*spd_args, "--resume"], killed).wait() != 0:
         return 1
     if args.reference and args.reference_teacher:
         reference, reference_teacher = Path(args.reference), Path(args.reference_teacher)
@@ -100,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         reference_teacher = reference / TEACHER_DIR
         if spd_run(spd_args, reference).wait() != 0:
             return 1
+    if args.compare_only:
+        seed = rundir.read_json(record)["kill_seed"]
     result = {"command": ["spd", "run", *spd_args], "kill_seed": seed, "kills": kills,
               "teacher": compare(killed / TEACHER_DIR, reference_teacher),
               "student": compare(killed, reference),
@@ -107,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
               "environment": rundir.environment("see the runs' final.json")}
     ok = all(all(part["same"].values()) for part in (result["teacher"], result["student"]))
     result["verdict"] = "equal" if ok else "different"
-    rundir.write_json(out / "kill_resume.json", result)
+    rundir.write_json(record, result)
     print(json.dumps({k: result[k] for k in ("kills", "teacher", "student", "verdict")}, indent=1))
     return 0 if ok else 1
 
