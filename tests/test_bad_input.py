@@ -50,9 +50,9 @@ CATALOGUE = {
     "empty training file": (replace(FINETUNE, "--data-dir", "{glue_empty}"), None,
                             "train.jsonl: no rows"),
     "missing model folder": (replace(FINETUNE, "--model", "{tmp}/nomodel"), None,
-                             "cannot load a tokenizer for model"),
+                             "nomodel' does not exist; allowed: a run folder"),
     "teacher folder without a model": (replace(PRUNE, "--teacher", "{tmp}/empty"), None,
-                                       "cannot load a tokenizer for model"),
+                                       "empty' holds no model (no config.json)"),
     "teacher of another architecture than the checkpointed student": (
         [*PRUNE, "--resume"], "other_arch", "does not fit the model"),
     "model with no encoder layer list to graft": (replace(PRUNE, "--teacher", "{distilbert}"),
