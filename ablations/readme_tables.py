@@ -3,8 +3,10 @@
     python -m ablations.readme_tables
 
 The teacher table (`<!-- teachers:begin/end -->`) and the SPD table (`<!-- spd:begin/end -->`)
-are `spd report` over `ablations/results/teachers/*` and `ablations/results/spd/*`; tests check
-that the README says exactly this.
+are `spd report` over `ablations/results/teachers/*` and `ablations/results/spd/*`; the
+ablation block (`<!-- ablations:begin/end -->`) is the committed `ablations/tables/*.md`, which
+`python -m ablations.tables NAME ...` regenerates from the results. Tests check that the README
+says exactly this.
 """
 from pathlib import Path
 
@@ -26,6 +28,17 @@ def spd_runs() -> list[Path]:
     return [r for r in runs if (r / "final.json").is_file()]
 
 
+TABLES = ROOT / "ablations" / "tables"
+GRIDS = ("components", "replacing_schedule", "sparsity", "criterion_scope", "overfitting")
+
+
+def ablation_block() -> str:
+    """The committed ablation tables, in grid order, each under its name."""
+    parts = [f"`ablations/tables/{name}.md`:\n\n{(TABLES / f'{name}.md').read_text()}"
+             for name in GRIDS if (TABLES / f"{name}.md").is_file()]
+    return "\n".join(parts)
+
+
 def replace_block(text: str, name: str, body: str) -> str:
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
     head, rest = text.split(begin, 1)
@@ -37,6 +50,7 @@ def main() -> None:
     text = readme.read_text(encoding="utf-8")
     text = replace_block(text, "teachers", runs_table(load_finals(teacher_runs())))
     text = replace_block(text, "spd", spd_table(load_finals(spd_runs())))
+    text = replace_block(text, "ablations", ablation_block())
     readme.write_text(text, encoding="utf-8")
 
 

@@ -54,3 +54,10 @@ def test_spd_table_in_the_readme_is_generated_from_the_committed_runs():
     assert runs, "no committed SPD runs"
     block = README.split("<!-- spd:begin -->", 1)[1].split("<!-- spd:end -->", 1)[0]
     assert spd_table(load_finals(runs)) in block
+
+
+def test_ablation_tables_in_the_readme_are_the_committed_ones():
+    from ablations.readme_tables import ablation_block
+
+    block = README.split("<!-- ablations:begin -->", 1)[1].split("<!-- ablations:end -->", 1)[0]
+    assert block == "\n" + ablation_block()
