@@ -63,3 +63,15 @@ def _hypothesis_profiles():
 
 
 _hypothesis_profiles()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `gpu` run only where CUDA is present (`pytest -m gpu` on a GPU machine)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA (no GPU here)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
