@@ -8,9 +8,11 @@ cross-entropy, AdamW). The ratio of the two is the price of SPD's machinery (gra
 hidden-state and attention outputs, loss terms). The FLOP rate is the step's model FLOPs
 (teacher forward, student forward and backward: 4 forward passes, counted from the layer
 shapes) per second, as a fraction of a dense float32 matmul rate measured in the same run.
-Inference: a copy magnitude-pruned to each sparsity, with dense kernels and with a sparse path
-(CSR weights through `torch.sparse.mm`, MKL on the CPU and cuSPARSE on CUDA), latency at batch
-1 and throughput at batch 32, each sparse row checked against the dense outputs.
+Inference: a copy magnitude-pruned to each sparsity, and one pruned to the 2:4 pattern, with
+dense kernels and with a sparse path (CSR weights through `torch.sparse.mm`, MKL on the CPU and
+cuSPARSE on CUDA; for 2:4 on CUDA the semi-structured sparse tensor-core kernels, in fp16
+against dense fp16), latency at batch 1 and throughput at batch 32, each sparse row checked
+against the dense outputs.
 """
 import copy
 import logging
@@ -34,7 +36,11 @@ from spd.train import TaskData
 
 log = logging.getLogger(__name__)
 SPARSITIES = (0.0, 0.5, 0.8, 0.9, 0.95)
-TOLERANCE = 1e-4  # max |logit difference| allowed between a sparse path and dense kernels
+# The inference rows: unstructured magnitude pruning at each sparsity, and the 2:4 pattern
+# (2 of every 4 weights of a row kept) that sparse tensor cores run.
+PATTERNS = (*(("unstructured", s) for s in SPARSITIES), ("2:4", 0.5))
+TOLERANCE = 1e-4  # max |logit difference| allowed between a sparse path and dense kernels (fp32)
+HALF_TOLERANCE = 1e-2  # the same in fp16, where the 2:4 kernels run (CUDA)
 
 
 def _sync(device: torch.device) -> None:
@@ -182,29 +188,57 @@ class CSRLinear(nn.Module):
         return y.reshape(*x.shape[:-1], self.out_features)
 
 
-def sparse_path(model) -> tuple[nn.Module, str]:
-    """A copy whose prunable linears hold CSR weights, and the kernel's name."""
+class SemiStructuredLinear(nn.Module):
+    """y = x W^T + b with a 2:4 W in the semi-structured format of sparse tensor cores (CUDA,
+    fp16; `torch.sparse.to_sparse_semi_structured`)."""
+
+    def __init__(self, lin: nn.Linear):
+        super().__init__()
+        from torch.sparse import to_sparse_semi_structured
+
+        self.weight = to_sparse_semi_structured(lin.weight.detach().half())
+        self.bias = None if lin.bias is None else lin.bias.detach().half()
+        self.in_features, self.out_features = lin.in_features, lin.out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, self.in_features)
+        y = nn.functional.linear(flat, self.weight, self.bias)
+        return y.reshape(*x.shape[:-1], self.out_features)
+
+
+CSR_KERNEL = "CSR (torch.sparse.mm)"
+SEMI_KERNEL = "2:4 semi-structured (torch.sparse, fp16)"
+
+
+def sparse_path(model, pattern: str = "unstructured", device=None) -> tuple[nn.Module, str]:
+    """A copy whose prunable linears use a sparse kernel, and the kernel's name: the 2:4
+    semi-structured kernels for a 2:4 model on CUDA (the model is then fp16), else CSR."""
     out = copy.deepcopy(model)
+    semi = pattern == "2:4" and device is not None and device.type == "cuda"
     layers = pruning.encoder_layers(out)
     for name, lin in pruning.prunable_linears(layers).items():
         parent, attr = name.rsplit(".", 1)
-        setattr(layers.get_submodule(parent), attr, CSRLinear(lin))
-    return out, "CSR (torch.sparse.mm)"
+        setattr(layers.get_submodule(parent), attr,
+                SemiStructuredLinear(lin) if semi else CSRLinear(lin))
+    return (out.half(), SEMI_KERNEL) if semi else (out, CSR_KERNEL)
 
 
 def inference_table(model_name: str, task_name: str, length: int, device, repeats: int,
-                    sparsities=SPARSITIES) -> list[dict]:
+                    patterns=PATTERNS) -> list[dict]:
     task = get_task(task_name)
     tokenizer = load_tokenizer(model_name)
     base = load_classifier(model_name, task).to(device).eval()
     rows = []
-    for s in sparsities:
+    for pattern, s in patterns:
         model = copy.deepcopy(base)
         linears = pruning.prunable_linears(pruning.encoder_layers(model))
         pruning.attach_masks(linears)
-        pruning.prune_to(linears, s)
+        pruning.prune_to(linears, s, pattern=pattern)
         pruning.bake(linears)
-        fast, kernel = sparse_path(model)
+        fast, kernel = sparse_path(model, pattern, device)
+        half = kernel == SEMI_KERNEL  # dense is timed in fp16 too, for a like-for-like row
+        if half:
+            model = model.half()
         for batch in (1, 32):
             data = random_batch(tokenizer.vocab_size, batch, length, task.num_labels, device)
             inputs = {k: v for k, v in data.items() if k != "labels"}
@@ -213,21 +247,23 @@ def inference_table(model_name: str, task_name: str, length: int, device, repeat
                 sparse_out = fast(**inputs).logits
                 t_dense = timed(lambda: model(**inputs), device, repeats)
                 t_sparse = timed(lambda: fast(**inputs), device, repeats)
-            diff = float((dense_out - sparse_out).abs().max())
-            rows.append({"sparsity": s, "batch": batch, "length": length,
-                         "dense_kernel": "dense (torch.nn.functional.linear)",
+            diff = float((dense_out.float() - sparse_out.float()).abs().max())
+            tolerance = HALF_TOLERANCE if half else TOLERANCE
+            rows.append({"pattern": pattern, "sparsity": s, "batch": batch, "length": length,
+                         "dense_kernel": "dense (torch.nn.functional.linear"
+                                         + (", fp16)" if half else ")"),
                          "sparse_kernel": kernel, "dense_s": t_dense, "sparse_s": t_sparse,
                          "speedup": t_dense / t_sparse, "max_abs_diff": diff,
-                         "outputs_match": diff <= TOLERANCE})
+                         "tolerance": tolerance, "outputs_match": diff <= tolerance})
     return rows
 
 
 def run(model_name: str = "minilm", task: str = "mrpc", batch: int = 32, length: int = 128,
-        repeats: int = 3, device=None, sparsities=SPARSITIES) -> dict:
+        repeats: int = 3, device=None, patterns=PATTERNS) -> dict:
     device = device or torch.device("cpu")
     with fast_math(device):  # as every training run does
         train = training_breakdown(model_name, task, batch, length, device, repeats)
-        inference = inference_table(model_name, task, length, device, repeats, sparsities)
+        inference = inference_table(model_name, task, length, device, repeats, patterns)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
     return {"model": model_name, "task": task, "device": describe(device),
             "torch": torch.__version__, "training": train, "inference": inference,
@@ -250,10 +286,12 @@ def render(result: dict) -> str:
               f"{t['step_flops'] / 1e9:.1f} G; achieved {t['achieved_flop_rate'] / 1e9:.1f} "
               f"GFLOP/s = {t['flop_rate_fraction']:.1%} of this machine's dense float32 matmul "
               f"rate ({t['matmul_flop_rate'] / 1e9:.1f} GFLOP/s, measured in the same run).", "",
-              "| sparsity | batch | dense ms | sparse ms | sparse kernel | speedup (dense / sparse) "
-              "| max abs diff | outputs match |", "|---|---|---|---|---|---|---|---|"]
+              "| pattern | sparsity | batch | dense ms | sparse ms | sparse kernel | speedup "
+              "(dense / sparse) | max abs diff | outputs match |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for r in result["inference"]:
-        lines.append(f"| {r['sparsity']:g} | {r['batch']} | {r['dense_s'] * 1e3:.1f} | "
+        lines.append(f"| {r['pattern']} | {r['sparsity']:g} | {r['batch']} | "
+                     f"{r['dense_s'] * 1e3:.1f} | "
                      f"{r['sparse_s'] * 1e3:.1f} | {r['sparse_kernel']} | {r['speedup']:.2f}x | "
                      f"{r['max_abs_diff']:.1e} | {'yes' if r['outputs_match'] else '**no**'} |")
     lines += ["", f"Peak memory of this process (teacher, SPD student, optimizer, activations): "

@@ -18,9 +18,12 @@ def test_bench_reports_every_part_the_ratio_and_matching_sparse_outputs(tiny_mod
     assert t["ratio"] == t["spd_step_s"] / t["minimum_step_s"] > 0
     assert 0 < t["flop_rate_fraction"] == t["achieved_flop_rate"] / t["matmul_flop_rate"]
     rows = result["inference"]
-    assert [(r["sparsity"], r["batch"]) for r in rows] == [
-        (s, b) for s in bench.SPARSITIES for b in (1, 32)]
-    assert all(r["outputs_match"] and r["max_abs_diff"] <= bench.TOLERANCE for r in rows)
+    assert [(r["pattern"], r["sparsity"], r["batch"]) for r in rows] == [
+        (p, s, b) for p, s in bench.PATTERNS for b in (1, 32)]
+    assert all(r["outputs_match"] and r["max_abs_diff"] <= r["tolerance"] <= bench.TOLERANCE
+               for r in rows)
+    two_four = [r for r in rows if r["pattern"] == "2:4"]
+    assert two_four and all(r["sparse_kernel"].startswith("CSR") for r in two_four)  # CPU
     assert f"{t['ratio']:.3f}" in printed and (out / "bench.md").read_text() == printed
 
 
