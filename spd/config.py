@@ -98,6 +98,7 @@ class FinetuneConfig:
             epoch. The last step is always evaluated.
         checkpoint_every: save a checkpoint every this many steps for `--resume`; 0 means at
             each evaluation. Deleted when the run finishes.
+        compile: run the training forward pass through `torch.compile` (dynamic shapes).
     """
 
     task: str = "mrpc"
@@ -105,6 +106,7 @@ class FinetuneConfig:
     seed: int = 42
     eval_every: int = 0
     checkpoint_every: int = 0
+    compile: bool = False
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
 
@@ -268,6 +270,8 @@ class SPDConfig:
         train_rest: also train embeddings, pooler and classifier (official: frozen).
         theory_examples: at each evaluation, measure the module errors and statement D's
             bound at the current p (theory/README.md) on this many dev examples; 0: off.
+        compile: run the frozen teacher's forward pass through `torch.compile` (dynamic
+            shapes); the grafted, masked student stays eager.
     """
 
     task: str = "mrpc"
@@ -278,6 +282,7 @@ class SPDConfig:
     checkpoint_every: int = 0
     train_rest: bool = False
     theory_examples: int = 8
+    compile: bool = False
     data: DataConfig = field(default_factory=DataConfig)
     optim: SPDOptimConfig = field(default_factory=SPDOptimConfig)
     stages: StagesConfig = field(default_factory=StagesConfig)

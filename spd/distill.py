@@ -26,8 +26,8 @@ from spd.grafting import (draw_layers, export_student, make_student, set_layers,
 from spd.schedules import (constant_rate, cubic_sparsity, linear_rate, stage_bounds, staged_lr,
                            three_stage_rate)
 from spd.tasks import Task, get_task
-from spd.train import (evaluate, evaluate_dev, finished_run, load_inputs, make_optimizer,
-                       progress_bar, run_summary, seed_everything, to_device)
+from spd.train import (compiled, evaluate, evaluate_dev, finished_run, load_inputs,
+                       make_optimizer, progress_bar, run_summary, seed_everything, to_device)
 from theory.check import probe
 
 log = logging.getLogger(__name__)
@@ -140,6 +140,7 @@ class _Student:
     def __init__(self, cfg: SPDConfig, plan: Plan, teacher, td, tokenizer, device,
                  world: parallel.World = parallel.World()):
         self.cfg, self.plan, self.teacher, self.td, self.device = cfg, plan, teacher, td, device
+        self.teacher_forward = compiled(teacher, cfg.compile)
         self.world = world
         self.pad_id = tokenizer.pad_token_id
         self.model = make_student(teacher)
@@ -172,7 +173,8 @@ class _Student:
         batch = to_device(self.world.shard(batch), self.device)
         inputs = {k: v for k, v in batch.items() if k != "labels"}
         with torch.no_grad(), autocast(self.device):
-            t_out = self.teacher(**inputs, output_hidden_states=True, output_attentions=True)
+            t_out = self.teacher_forward(**inputs, output_hidden_states=True,
+                                         output_attentions=True)
         # With no student layer drawn and the rest frozen nothing trains: skip DDP's bookkeeping.
         model = self.ddp if bool(draws.any()) or cfg.train_rest else self.model
         with autocast(self.device):

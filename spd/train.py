@@ -56,6 +56,13 @@ def load_task_data(task: Task, tokenizer, data_dir: Path | None, max_length: int
                     data.data_provenance(task, splits, data_dir))
 
 
+def compiled(model, on: bool):
+    """`torch.compile(model)` (dynamic shapes: batches are padded to their own length) when
+    `on`, else the model. The compiled wrapper shares the model's parameters; the model itself
+    stays eager for evaluation, checkpoints and export."""
+    return torch.compile(model, dynamic=True) if on else model
+
+
 def to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
@@ -188,6 +195,7 @@ def _finetune(cfg, out_dir, data_dir, device, overwrite, command, resume_run) ->
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: warmup_linear_decay(s, total, warmup))
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    forward = compiled(model, cfg.compile)
     batches = data.epochs(loader)
     if ckpt is None:
         rundir.start(out_dir, to_dict(cfg))
@@ -209,7 +217,7 @@ def _finetune(cfg, out_dir, data_dir, device, overwrite, command, resume_run) ->
         for step in range(progress.step, total):
             batch = to_device(next(batches), device)
             with autocast(device):
-                loss = model(**batch).loss
+                loss = forward(**batch).loss
             resume.check_loss({"loss": loss.item()}, step + 1, progress)
             loss.backward()
             resume.clip_gradients(params, cfg.optim.grad_clip, step + 1, progress)
