@@ -218,14 +218,15 @@ def _finetune(cfg, out_dir, data_dir, device, overwrite, command, resume_run) ->
             batch = to_device(next(batches), device)
             with autocast(device):
                 loss = forward(**batch).loss
-            resume.check_loss({"loss": loss.item()}, step + 1, progress)
+            value = loss.item()
+            resume.check_loss({"loss": value}, step + 1, progress)
             loss.backward()
             resume.clip_gradients(params, cfg.optim.grad_clip, step + 1, progress)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             progress.step = step + 1
-            progress.loss_sum, progress.n_loss = progress.loss_sum + loss.item(), progress.n_loss + 1
+            progress.loss_sum, progress.n_loss = progress.loss_sum + value, progress.n_loss + 1
             bar.update(1)
             if progress.step % eval_every == 0 or progress.step == total:
                 rec = _evaluation(model, td, device, cfg, progress, scheduler, len(loader),
