@@ -152,9 +152,7 @@ def check_existing(run_dir: Path, cfg, overwrite: bool) -> bool:
     Returns True when it already holds a finished run of exactly this configuration (nothing to
     do). A folder holding a run of another configuration is refused unless `overwrite`.
     """
-    run_dir = Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise SpdError(f"--output {str(run_dir)!r} is a file; allowed: a new or a run folder")
+    run_dir = Path(run_dir)  # check_writable, called first, refuses a file
     if overwrite or not (run_dir / CONFIG).is_file():
         return False
     if not holds_config(run_dir, cfg):
