@@ -8,11 +8,13 @@ Cells (registry.py) run one after another through `spd prune` (SPD cells) or `sp
 (dense cells and the teachers), with `--resume` once a cell's run has started, so a killed
 grid continues each unfinished cell from its last checkpoint. A finished cell (its
 `final.json` holds the same configuration) is skipped, so running the command again
-continues the grid. Each cell is
-claimed with an exclusive `flock` on `<cell>/.lock`: a second runner on the same folder skips
-a claimed cell, and the kernel frees the lock of a runner that dies, so a stale lock never
-blocks (on network filesystems this needs working `flock`, as on NFSv4). `--shard I/N` keeps
-every N-th cell starting at I (0 <= I < N) of the grid's fixed order, for cluster job arrays.
+continues the grid; one finished from a teacher since replaced (its recorded teacher dev
+metrics differ from the teacher's) is reported stale, neither rerun nor counted in tables,
+until it is moved away. Each cell is claimed with an exclusive `flock` on `<cell>/.lock`: a
+second runner on the same folder skips a claimed cell, and the kernel frees the lock of a
+runner that dies, so a stale lock never blocks (on network filesystems this needs working
+`flock`, as on NFSv4). `--shard I/N` keeps every N-th cell starting at I (0 <= I < N) of the
+grid's fixed order, for cluster job arrays.
 Each cell's `runner.jsonl` records every time a runner started it (host, pid, time, command).
 """
 import argparse
@@ -55,11 +57,27 @@ def claim(folder: Path, wait: bool = False):
         os.close(fd)  # closing the descriptor releases the lock
 
 
+def finished_state(folder: Path, config) -> str | None:
+    """"done" for a finished run of exactly `config` (of any when None: another configuration
+    is spd's to refuse); "stale" when it distilled from another teacher than the one now at
+    `config.teacher` (its recorded teacher dev metrics differ: the teacher was replaced);
+    None otherwise."""
+    if not ((folder / rundir.FINAL).is_file()
+            and (config is None or rundir.holds_config(folder, config))):
+        return None
+    teacher = getattr(config, "teacher", None)
+    if teacher is None:
+        return "done"
+    try:
+        same = (rundir.read_json(folder / rundir.FINAL).get("teacher_dev")
+                == rundir.read_json(Path(teacher) / rundir.FINAL).get("dev"))
+    except (OSError, SpdError):
+        same = False
+    return "done" if same else "stale"
+
+
 def is_finished(folder: Path, config) -> bool:
-    """A finished run of exactly `config`, or of any when None (another configuration is spd's
-    to refuse)."""
-    return (folder / rundir.FINAL).is_file() and (config is None
-                                                   or rundir.holds_config(folder, config))
+    return finished_state(folder, config) == "done"
 
 
 def cell_config(cell: Cell, results: Path, model: str | None):
@@ -89,15 +107,16 @@ def teacher_args(task: str, profile: str, results: Path, data_dir: str | None,
 
 
 def run_claimed(folder: Path, args: list[str], config, wait: bool = False) -> str:
-    """Run `spd args` in `folder` unless it is finished or claimed: done, ran, locked or failed.
-    With `wait`, a claimed folder is waited for (a teacher that another runner is training)."""
-    if is_finished(folder, config):
-        return "done"
+    """Run `spd args` in `folder` unless it is finished or claimed: done, stale, ran, locked or
+    failed. With `wait`, a claimed folder is waited for (a teacher that another runner is
+    training). A stale cell (finished from a replaced teacher) is left for its owner to move."""
+    if state := finished_state(folder, config):
+        return state
     with claim(folder, wait) as mine:
         if not mine:
             return "locked"
-        if is_finished(folder, config):  # finished by another runner since the first check
-            return "done"
+        if state := finished_state(folder, config):  # finished by another runner meanwhile
+            return state
         if (folder / rundir.CONFIG).is_file():  # started before: continue it
             args = [*args, "--resume"]
         line = {"host": socket.gethostname(), "pid": os.getpid(), "start": time.time(),
@@ -171,8 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     results = Path(args.results)
     if args.dry_run:
         for cell in cells:
-            done = is_finished(cell.path(results), cell_config(cell, results, args.model))
-            print(f"{'done' if done else 'todo'}  {cell.task}  {cell.label} (seed {cell.seed})  "
+            state = finished_state(cell.path(results), cell_config(cell, results, args.model))
+            print(f"{state or 'todo'}  {cell.task}  {cell.label} (seed {cell.seed})  "
                   f"spd {' '.join(spd_args(cell, results, args.data_dir, args.model))}")
         return 0
     states = []
@@ -191,13 +210,16 @@ def main(argv: list[str] | None = None) -> int:
                                 spd_args(cell, results, args.data_dir, args.model),
                                 cell_config(cell, results, args.model))
             states.append(state)
-            print(f"[{i}/{len(cells)}] {cell.task} {cell.key} seed {cell.seed}: {state}", flush=True)
+            why = " (from a replaced teacher: move the folder away to rerun it)" * (state == "stale")
+            print(f"[{i}/{len(cells)}] {cell.task} {cell.key} seed {cell.seed}: {state}{why}",
+                  flush=True)
     except KeyboardInterrupt:
         print("ablations: interrupted; run the same command again to continue", file=sys.stderr)
         return 130
-    counts = {s: states.count(s) for s in ("done", "ran", "locked", "failed") if s in states}
+    counts = {s: states.count(s) for s in ("done", "stale", "ran", "locked", "failed")
+              if s in states}
     print("ablations: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
-    return 1 if "failed" in states else 0
+    return 1 if {"failed", "stale"} & set(states) else 0
 
 
 if __name__ == "__main__":

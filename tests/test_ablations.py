@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from ablations import registry, run
+from ablations import registry, run, tables
+from spd import rundir
 from spd.config import to_dict
 from tests.conftest import REPO
 
@@ -77,6 +78,25 @@ def test_runner_runs_each_cell_then_skips_finished_ones(tiny_model_dir, small_gl
     assert capsys.readouterr().out.count("done") == 2
 
 
+
+def test_a_cell_of_a_replaced_teacher_is_stale_not_done_nor_rerun(tiny_model_dir, small_glue,
+                                                                  tmp_path, capsys):
+    args = runner_args(tiny_model_dir, small_glue, tmp_path)
+    assert run.main(args) == 0
+    capsys.readouterr()
+    teacher = registry.teacher_dir("rte", "smoke", tmp_path)
+    final = rundir.read_json(teacher / "final.json")
+    rundir.write_json(teacher / "final.json", {**final, "dev": {"accuracy": 0.75}})
+    assert run.main(args) == 1
+    out = capsys.readouterr().out
+    assert out.count(": stale") == 2 and "2 stale" in out and "teacher" in out
+    assert all(len(runner_lines(c.path(tmp_path))) == 1 for c in run.grid(run.parse(args)))
+    assert run.main([*args, "--dry-run"]) == 0
+    assert capsys.readouterr().out.count("stale") == 2
+    out_dir = tmp_path / "tables"  # nor counted in a table
+    assert tables.main([*args, "--out", str(out_dir)]) == 0
+    assert (out_dir / "components.md").read_text().count("| accuracy | 0 |") == 2
+
 def test_two_concurrent_runners_run_each_cell_once(tiny_model_dir, small_glue, tmp_path):
     args = runner_args(tiny_model_dir, small_glue, tmp_path)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -129,26 +149,33 @@ def test_bad_runner_input_is_one_line_and_exit_2(bad, word, capsys):
     assert err.count("\n") == 1 and word in err and "Traceback" not in err
 
 
-from ablations import tables  # noqa: E402
-from spd import rundir  # noqa: E402
 
 SPD = {0: 0.80, 1: 0.82, 2: 0.84}
 GMP = {0: 0.70, 1: 0.75, 2: 0.71}
 GRID = ["components", "--profile", "smoke", "--tasks", "mrpc", "--seeds", "3"]
 
 
+def write_cell(results, cell, dev: dict, train: dict):
+    """A finished cell's config.json and final.json, distilled from its task's teacher (whose
+    final.json this writes too)."""
+    teacher, teacher_dev = registry.teacher_dir(cell.task, cell.profile, results), {"f1": 0.86}
+    teacher.mkdir(parents=True, exist_ok=True)
+    rundir.write_json(teacher / "final.json", {"dev": teacher_dev})
+    folder = cell.path(results)
+    folder.mkdir(parents=True, exist_ok=True)
+    rundir.write_json(folder / "config.json", to_dict(run.cell_config(cell, results, None)))
+    rundir.write_json(folder / "final.json", {
+        "main_metric": "f1", "dev": dev, "train_subset": train, "teacher_dev": teacher_dev,
+        "environment": {"git_commit": "abc123", "device": "cpu"}})
+    return folder
+
+
 def fake_results(results, values: dict) -> None:
-    """final.json and config.json of finished cells, with chosen dev F1 (train F1 = 1)."""
+    """Finished cells with chosen dev F1 (train F1 = 1)."""
     for cell in run.grid(run.parse(GRID)):
         seeds = values.get(cell.method, {})
-        if cell.seed not in seeds:
-            continue
-        folder = cell.path(results)
-        folder.mkdir(parents=True)
-        rundir.write_json(folder / "config.json", to_dict(run.cell_config(cell, results, None)))
-        rundir.write_json(folder / "final.json", {
-            "main_metric": "f1", "dev": {"f1": seeds[cell.seed], "accuracy": 0.5},
-            "train_subset": {"f1": 1.0}, "environment": {"git_commit": "abc123", "device": "cpu"}})
+        if cell.seed in seeds:
+            write_cell(results, cell, {"f1": seeds[cell.seed], "accuracy": 0.5}, {"f1": 1.0})
 
 
 def table_rows(tmp_path) -> dict:
@@ -208,18 +235,14 @@ def test_sparsity_and_overfitting_figures_are_drawn_from_results(tmp_path):
     for name, grid_args in (("sparsity", ["--seeds", "2"]), ("overfitting", ["--seeds", "1"])):
         argv = [name, "--profile", "smoke", "--tasks", "mrpc", *grid_args]
         for i, cell in enumerate(run.grid(run.parse(argv))):
-            folder = cell.path(tmp_path)
-            folder.mkdir(parents=True, exist_ok=True)
-            rundir.write_json(folder / "config.json", to_dict(run.cell_config(cell, tmp_path, None)))
             dev = 0.5 + 0.01 * i
-            rundir.write_json(folder / "final.json", {
-                "main_metric": "f1", "dev": {"f1": dev}, "train_subset": {"f1": 0.9},
-                "environment": {"git_commit": "abc", "device": "cpu"}})
+            folder = write_cell(tmp_path, cell, {"f1": dev}, {"f1": 0.9})
             rundir.write_jsonl(folder / "metrics.jsonl", [
                 {"epoch": e, "dev": {"f1": dev}, "train_subset": {"f1": 0.6 + 0.1 * e}}
                 for e in (1, 2, 3)])
         out = tmp_path / "tables"
         assert tables.main([*argv, "--results", str(tmp_path), "--out", str(out)]) == 0
+        assert "| f1 | 0 |" not in (out / f"{name}.md").read_text()  # every cell counted
         for ext in ("png", "pdf"):
             assert (tmp_path / "figures" / f"{name}.{ext}").stat().st_size > 1000
 
