@@ -68,11 +68,9 @@ def finished_state(folder: Path, config) -> str | None:
     teacher = getattr(config, "teacher", None)
     if teacher is None:
         return "done"
-    try:
-        same = (rundir.read_json(folder / rundir.FINAL).get("teacher_dev")
-                == rundir.read_json(Path(teacher) / rundir.FINAL).get("dev"))
-    except (OSError, SpdError):
-        same = False
+    teacher_final = Path(teacher) / rundir.FINAL  # a damaged file is refused, not skipped
+    same = teacher_final.is_file() and (rundir.read_json(folder / rundir.FINAL).get("teacher_dev")
+                                        == rundir.read_json(teacher_final).get("dev"))
     return "done" if same else "stale"
 
 
