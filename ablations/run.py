@@ -208,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
                                 spd_args(cell, results, args.data_dir, args.model),
                                 cell_config(cell, results, args.model))
             states.append(state)
-            why = " (from a replaced teacher: move the folder away to rerun it)" * (state == "stale")
+            why = (" (from a replaced teacher: move the folder away to rerun it)"
+                   if state == "stale" else "")
             print(f"[{i}/{len(cells)}] {cell.task} {cell.key} seed {cell.seed}: {state}{why}",
                   flush=True)
     except KeyboardInterrupt:

@@ -78,7 +78,6 @@ def test_runner_runs_each_cell_then_skips_finished_ones(tiny_model_dir, small_gl
     assert capsys.readouterr().out.count("done") == 2
 
 
-
 def test_a_cell_of_a_replaced_teacher_is_stale_not_done_nor_rerun(tiny_model_dir, small_glue,
                                                                   tmp_path, capsys):
     args = runner_args(tiny_model_dir, small_glue, tmp_path)
@@ -96,6 +95,7 @@ def test_a_cell_of_a_replaced_teacher_is_stale_not_done_nor_rerun(tiny_model_dir
     out_dir = tmp_path / "tables"  # nor counted in a table
     assert tables.main([*args, "--out", str(out_dir)]) == 0
     assert (out_dir / "components.md").read_text().count("| accuracy | 0 |") == 2
+
 
 def test_two_concurrent_runners_run_each_cell_once(tiny_model_dir, small_glue, tmp_path):
     args = runner_args(tiny_model_dir, small_glue, tmp_path)
@@ -147,7 +147,6 @@ def test_bad_runner_input_is_one_line_and_exit_2(bad, word, capsys):
     assert run.main(bad) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and word in err and "Traceback" not in err
-
 
 
 SPD = {0: 0.80, 1: 0.82, 2: 0.84}
