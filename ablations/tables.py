@@ -148,7 +148,9 @@ HEADER = ["task", "method", "quantity", "metric", "n", "mean", "sd", "95% CI", "
 
 
 def footer(name: str, argv: list[str], cells: list[Cell], finals: dict) -> list[str]:
-    envs = [f["environment"] for runs in finals.values() for f in runs.values()]
+    # Each run's first segment and every resumed one (a run may resume elsewhere).
+    envs = [e for runs in finals.values() for f in runs.values()
+            for e in (f["environment"], *f["environment"].get("resumed", []))]
     commits = sorted({e.get("git_commit") or "unknown" for e in envs})
     devices = sorted({e["device"] for e in envs})
     seeds = sorted({c.seed for c in cells})

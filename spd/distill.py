@@ -293,8 +293,8 @@ def _prune(cfg, out_dir, data_dir, device, overwrite, command, resume_run, world
             env["world_size"] = world.size
             teacher_dev = evaluate_dev(teacher, td, device, cfg.data.eval_batch_size)
     else:
-        env, teacher_dev = ckpt["env"], ckpt["teacher_dev"]
-        progress = resume.resumed_progress(ckpt, Progress)
+        teacher_dev, progress = ckpt["teacher_dev"], resume.resumed_progress(ckpt, Progress)
+        env = resume.resumed_environment(ckpt, describe(device), progress.step)
         student.load_state(ckpt)
         resume.skip_seen(batches, progress.step)
         resume.restore_rng(ckpt, device)

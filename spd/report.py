@@ -27,9 +27,19 @@ def _markdown(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def devices(env: dict) -> str:
+    """Where a run ran: its first device, then each other one it resumed on, from that step."""
+    text, last = env["device"], env["device"]
+    for segment in env.get("resumed", []):
+        if segment["device"] != last:
+            text += f"; from step {segment['at_step']}: {segment['device']}"
+            last = segment["device"]
+    return text
+
+
 def _tail(f: dict) -> list[str]:
     """The steps, wall time and device columns every run table ends with."""
-    return [str(f["steps"]), f"{f['wall_time_s'] / 60:.1f} min", f["environment"]["device"]]
+    return [str(f["steps"]), f"{f['wall_time_s'] / 60:.1f} min", devices(f["environment"])]
 
 
 def runs_table(finals: list[dict]) -> str:
@@ -175,7 +185,7 @@ def run_report(final: dict, records: list[dict]) -> str:
     lines = [f"# SPD on {final['task']}: target sparsity {final['target_sparsity']}", "",
              f"Teacher `{final['teacher']}`; {final['steps']} steps "
              f"(stages end at steps {', '.join(map(str, final['stage_bounds']))}), seed "
-             f"{final['seed']}, {final['wall_time_s'] / 60:.1f} min on {env['device']}; "
+             f"{final['seed']}, {final['wall_time_s'] / 60:.1f} min on {devices(env)}; "
              f"spd {env['spd']} at commit {env.get('git_commit') or 'unknown'}"
              f"{' (dirty)' if env.get('git_dirty') else ''}.", "",
              "Generated from this run's `final.json`, `metrics.jsonl` and `sparsity.json` by "

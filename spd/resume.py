@@ -150,6 +150,15 @@ def resumed_progress(ckpt: dict, cls=Progress) -> Progress:
     return progress
 
 
+def resumed_environment(ckpt: dict, device_text: str, step: int) -> dict:
+    """The run's environment from its checkpoint (the first segment's), with one more entry in
+    `resumed`: the step this segment starts at and where and from which code it runs."""
+    env = dict(ckpt["env"])
+    env["resumed"] = [*env.get("resumed", []),
+                      {"at_step": step, **rundir.environment(device_text)}]
+    return env
+
+
 def progress_state(progress: Progress, start: float) -> dict:
     """The checkpoint's progress entry, with the time spent so far (`start`: the loop's
     perf_counter origin)."""

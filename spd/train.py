@@ -202,7 +202,8 @@ def _finetune(cfg, out_dir, data_dir, device, overwrite, command, resume_run) ->
         env = rundir.environment(describe(device))  # the code as it is now, when the run starts
         progress = Progress()
     else:
-        env, progress = ckpt["env"], resume.resumed_progress(ckpt, Progress)
+        progress = resume.resumed_progress(ckpt, Progress)
+        env = resume.resumed_environment(ckpt, describe(device), progress.step)
         resume.load_training_state(ckpt, model, optimizer, scheduler)
         resume.skip_seen(batches, progress.step)
         resume.restore_rng(ckpt, device)

@@ -222,6 +222,19 @@ def test_tables_are_byte_identical_when_regenerated_and_name_their_provenance(tm
     assert r"\textbf{0.8200}" in first["components.tex"].decode()
 
 
+def test_the_footer_names_the_hardware_and_commit_of_every_resumed_segment(tmp_path):
+    fake_results(tmp_path, {"spd": SPD})
+    cell = next(c for c in run.grid(run.parse(GRID)) if c.method == "spd" and c.seed == 0)
+    final = rundir.read_json(cell.path(tmp_path) / "final.json")
+    final["environment"]["resumed"] = [{"at_step": 3, "device": "cuda (H100)",
+                                        "git_commit": "def456"}]
+    rundir.write_json(cell.path(tmp_path) / "final.json", final)
+    out = tmp_path / "tables"
+    assert tables.main([*GRID, "--results", str(tmp_path), "--out", str(out)]) == 0
+    md = (out / "components.md").read_text()
+    assert "runs at commit abc123, def456;" in md and "hardware: cpu; cuda (H100)." in md
+
+
 def test_a_folder_left_by_another_configuration_is_not_counted(tmp_path):
     fake_results(tmp_path, {"spd": SPD})
     cell = next(c for c in run.grid(run.parse(GRID)) if c.method == "spd" and c.seed == 0)

@@ -13,6 +13,7 @@ import torch
 
 from spd import distill, train
 from spd.cli import main
+from spd.report import load_finals, runs_table
 from tests.conftest import REPO
 from tests.test_distill import (assert_same_weights, read_metrics, smoke_prune, without_times,
                                 tiny_teacher, pruned)  # noqa: F401 (fixtures)
@@ -63,7 +64,12 @@ def test_sigkilled_prune_resumes_to_the_uninterrupted_result(pruned, tiny_teache
     killed("torch.optim.AdamW.step", n, "spd", args)
     assert (out / "checkpoint.pt").is_file() and not (out / "final.json").exists()
     assert main([*args, "--resume"]) == 0, n
-    assert json.loads((out / "final.json").read_text())["resumed_at_steps"] == [(n - 1) // 6 * 6]
+    final = json.loads((out / "final.json").read_text())
+    assert final["resumed_at_steps"] == [(n - 1) // 6 * 6]
+    # Each resumed segment records where and from which code it ran, besides the first.
+    [segment] = final["environment"]["resumed"]
+    assert segment["at_step"] == (n - 1) // 6 * 6 and segment["device"] == "cpu (%d threads)" \
+        % torch.get_num_threads() and "git_commit" in segment and "torch" in segment
     same_result(out, pruned)
 
 
@@ -91,7 +97,12 @@ def test_a_signalled_finetune_checkpoints_and_resumes(signum, finetuned, tiny_mo
     undo()
     line = [x for x in capsys.readouterr().err.splitlines() if "spd: " in x][-1]
     assert "stopped: SIG" in line and "step 5 of 12" in line and "--resume" in line
+    monkeypatch.setattr(train, "describe", lambda device: "the resuming machine")
     assert main([*args, "--resume"]) == 0
+    env = json.loads((out / "final.json").read_text())["environment"]
+    assert env["device"] != "the resuming machine"  # the first segment's, as it was
+    assert [(s["at_step"], s["device"]) for s in env["resumed"]] == [(5, "the resuming machine")]
+    assert f"{env['device']}; from step 5: the resuming machine |" in runs_table(load_finals([out]))
     same_result(out, finetuned)
 
 
