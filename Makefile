@@ -12,7 +12,7 @@ RUN_DIR ?= runs/mrpc-spd0.9
 SPD := $(VENV)/bin/spd
 TEACHERS := ablations/results/teachers
 
-.PHONY: install run test teachers clean
+.PHONY: install run test teachers ablations clean
 
 install: $(STAMP)
 
@@ -40,6 +40,17 @@ teachers: install
 	$(SPD) finetune --task cola --output $(TEACHERS)/cola
 	$(SPD) finetune --task sst2 --output $(TEACHERS)/sst2 --set optim.max_steps=1000 --set eval_every=250
 	$(SPD) report $(TEACHERS)/mrpc $(TEACHERS)/rte $(TEACHERS)/stsb $(TEACHERS)/cola $(TEACHERS)/sst2
+
+# The ablations issue's grids (about 70 cells of 10 to 14 min each on a 2-core CPU; resumable:
+# run it again to continue), then their tables and figures and the README's copy of them.
+ablations: install
+	$(PY) -m ablations.run components --seeds 3
+	$(PY) -m ablations.run sparsity --seeds 3
+	$(PY) -m ablations.run overfitting --seeds 1
+	$(PY) -m ablations.tables components --seeds 3
+	$(PY) -m ablations.tables sparsity --seeds 3
+	$(PY) -m ablations.tables overfitting --seeds 1
+	$(PY) -m ablations.readme_tables
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

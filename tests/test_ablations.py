@@ -302,3 +302,25 @@ def test_committed_tables_regenerate_byte_identically_from_the_committed_results
         for suffix in (".md", ".tex", ".csv"):
             assert (out / f"{md.stem}{suffix}").read_bytes() == \
                 md.with_suffix(suffix).read_bytes(), (md.stem, suffix)
+
+
+def test_make_ablations_runs_the_issue_grids_and_remakes_the_committed_tables():
+    """`make ablations` runs each grid of the ablations issue, then makes its table with the
+    same grid options, which are the ones the committed tables name as their command."""
+    import re
+    import shlex
+
+    lines = subprocess.run(["make", "-n", "ablations"], cwd=REPO, capture_output=True,
+                           text=True, check=True).stdout.splitlines()
+
+    def calls(module: str) -> list[list[str]]:
+        return [shlex.split(x.split(f"-m {module} ", 1)[1]) for x in lines if f"-m {module} " in x]
+
+    runs = calls("ablations.run")
+    assert runs == calls("ablations.tables") and lines[-1].endswith("-m ablations.readme_tables")
+    assert {r[0] for r in runs} == {"components", "sparsity", "overfitting"}
+    for argv in runs:
+        assert run.grid(run.parse(argv))  # valid options, a non-empty grid
+    committed = {md.stem: shlex.split(re.search(r"ablations\.tables ([^`]*)`", md.read_text())[1])
+                 for md in (REPO / "ablations" / "tables").glob("*.md")}
+    assert committed == {r[0]: r for r in runs}
