@@ -68,7 +68,14 @@ def overfitting_figure(cells: list[Cell], rows, results: Path, out: Path) -> lis
 
     plt, sns = _setup()
     tasks = sorted({c.task for c in cells})
-    fig, axes = plt.subplots(len(tasks), 2, figsize=(11, 3.5 * len(tasks)), squeeze=False)
+    # One colour per row label and per method in every panel, whichever rows have results.
+    labels = list(dict.fromkeys(c.label for c in cells))
+    methods = list(dict.fromkeys(c.method for c in cells))
+    label_colour = dict(zip(labels, sns.color_palette(n_colors=len(labels))))
+    method_colour = {m: label_colour[next(c.label for c in cells if c.method == m)]
+                     for m in methods}
+    fig, axes = plt.subplots(len(tasks), 2, figsize=(12, 3.8 * len(tasks)), squeeze=False,
+                             layout="constrained")
     for (ax_curve, ax_gap), task in zip(axes, tasks):
         curve = []
         for c in cells:
@@ -80,14 +87,15 @@ def overfitting_figure(cells: list[Cell], rows, results: Path, out: Path) -> lis
                               for split, key in (("train", "train_subset"), ("dev", "dev"))]
         if curve:
             sns.lineplot(pd.DataFrame(curve), x="epoch", y="metric", hue="method", style="split",
-                         marker="o", ax=ax_curve)
+                         hue_order=labels, palette=label_colour, marker="o", ax=ax_curve)
+            sns.move_legend(ax_curve, "upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
         ax_curve.set_title(f"{task}: train subset and dev during training (seed 0)")
         s_of = {c.label: (c.sparsity or 0.0, c.method) for c in cells if c.task == task}
         gaps = [{"sparsity": s_of[r.label][0], "method": s_of[r.label][1], "gap": r.mean}
                 for r in rows if r.task == task and r.quantity == "gap" and r.n]
         if gaps:
             sns.lineplot(pd.DataFrame(gaps), x="sparsity", y="gap", hue="method", marker="o",
-                         ax=ax_gap)
+                         hue_order=methods, palette=method_colour, ax=ax_gap)
         ax_gap.set(title=f"{task}: final train - dev gap (dense at sparsity 0)",
                    xlim=(-0.05, 1.0))
     paths = _save(fig, out, "overfitting")
