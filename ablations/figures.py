@@ -1,6 +1,7 @@
 """Ablation figures (seaborn; PNG and PDF in `ablations/figures/`), from saved results only.
 
-`sparsity`: the dev metric against target sparsity per method, with 95% intervals over seeds.
+`sparsity`: the dev metric against target sparsity per method, with 95% intervals over seeds,
+and the dense teacher's as a line.
 `overfitting`: train-subset and dev metric over training per method (seed 0), and the final
 train - dev gap against sparsity (dense fine-tuning at 0). `ablations.tables` draws them.
 """
@@ -30,8 +31,17 @@ def _setup():
     return plt, sns
 
 
-def sparsity_figure(cells: list[Cell], rows, out: Path) -> list[Path]:
-    """rows: ablations.tables.Row of the `sparsity` grid (quantity dev)."""
+def teacher_metric(finals: dict) -> dict[str, float]:
+    """Per task, the dev main metric of the teacher its cells started from, as they recorded
+    it (finals: ablations.tables.collect's {(task, label): {seed: final.json}})."""
+    return {task: f["teacher_dev"][f["main_metric"]]
+            for (task, _), runs in sorted(finals.items()) for f in runs.values()
+            if "teacher_dev" in f}
+
+
+def sparsity_figure(cells: list[Cell], rows, teacher: dict[str, float], out: Path) -> list[Path]:
+    """rows: ablations.tables.Row of the `sparsity` grid (quantity dev); teacher: per task the
+    dense teacher's dev metric, drawn as a reference line."""
     plt, _ = _setup()
     s_of = {(c.task, c.label): c.sparsity for c in cells}
     method_of = {(c.task, c.label): c.method.upper() for c in cells}
@@ -47,6 +57,8 @@ def sparsity_figure(cells: list[Cell], rows, out: Path) -> list[Path]:
             lo = [m - (r.ci[0] if r.ci else m) for m, (_, r) in zip(ms, pts)]
             hi = [(r.ci[1] if r.ci else m) - m for m, (_, r) in zip(ms, pts)]
             ax.errorbar(xs, ms, yerr=[lo, hi], marker="o", capsize=3, label=method)
+        if task in teacher:
+            ax.axhline(teacher[task], color="grey", linestyle="--", label="teacher (dense)")
         metric = next((r.metric for r in rows if r.task == task), "")
         ax.set(xlabel="target sparsity", ylabel=f"dev {metric}", title=task)
         ax.legend()

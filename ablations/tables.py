@@ -23,7 +23,7 @@ from pathlib import Path
 
 from scipy import stats
 
-from ablations.figures import overfitting_figure, sparsity_figure
+from ablations.figures import overfitting_figure, sparsity_figure, teacher_metric
 from ablations.registry import Cell
 from ablations.run import build_parser, cell_config, grid, is_finished
 from spd import rundir
@@ -233,12 +233,24 @@ def write_tables(args, argv: list[str], out: Path = TABLES) -> list[Path]:
         path = out / f"{name}.{ext}"
         rundir.write_text(path, render(rows, foot))
         paths.append(path)
-    figures = out.parent / "figures"  # ablations/figures beside ablations/tables
-    if name == "sparsity":
-        paths += sparsity_figure(cells, [r for r in rows if r.quantity == "dev"], figures)
-    elif name == "overfitting":
-        paths += overfitting_figure(cells, rows, Path(args.results), figures)
-    return paths
+    # ablations/figures beside ablations/tables
+    return paths + draw_figures(args, cells, finals, rows, out.parent / "figures")
+
+
+def draw_figures(args, cells: list[Cell], finals: dict, rows: list[Row], out: Path) -> list[Path]:
+    """The grid's figures (PNG, PDF) in `out`: `sparsity` and `overfitting` have one each."""
+    if args.name == "sparsity":
+        return sparsity_figure(cells, [r for r in rows if r.quantity == "dev"],
+                               teacher_metric(finals), out)
+    if args.name == "overfitting":
+        return overfitting_figure(cells, rows, Path(args.results), out)
+    return []
+
+
+def figures_for(argv: list[str], out: Path) -> list[Path]:
+    """For notebooks: the figures `python -m ablations.tables ARGV` draws, drawn into `out`."""
+    args = build_parser().parse_args(argv)
+    return draw_figures(args, *load(args), Path(out))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -259,6 +259,16 @@ def test_sparsity_and_overfitting_figures_are_drawn_from_results(tmp_path):
             assert (tmp_path / "figures" / f"{name}.{ext}").stat().st_size > 1000
 
 
+def test_the_sparsity_figure_marks_the_teacher_its_cells_distilled_from(tmp_path):
+    from ablations import figures
+
+    fake_results(tmp_path, {"spd": SPD, "gmp": GMP})
+    cells = run.grid(run.parse(GRID))
+    # write_cell's teacher: dev F1 0.86, recorded by every cell (GMP starts from it too).
+    assert figures.teacher_metric(tables.collect(cells, tmp_path)) == {"mrpc": 0.86}
+    assert figures.teacher_metric({}) == {}
+
+
 @pytest.mark.parametrize("name", ["schedules", "ablations", "overfitting", "theory"])
 def test_notebooks_run_headless_on_a_fixture_of_results(name, tmp_path, monkeypatch):
     import nbclient
