@@ -187,10 +187,13 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     results = Path(args.results)
     if args.dry_run:
+        states = []
         for cell in cells:
             state = finished_state(cell.path(results), cell_config(cell, results, args.model))
-            print(f"{state or 'todo'}  {cell.task}  {cell.label} (seed {cell.seed})  "
+            states.append(state or "todo")
+            print(f"{states[-1]}  {cell.task}  {cell.label} (seed {cell.seed})  "
                   f"spd {' '.join(spd_args(cell, results, args.data_dir, args.model))}")
+        print(summary(states))
         return 0
     states = []
     try:
@@ -215,10 +218,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ablations: interrupted; run the same command again to continue", file=sys.stderr)
         return 130
-    counts = {s: states.count(s) for s in ("done", "stale", "ran", "locked", "failed")
-              if s in states}
-    print("ablations: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    print(summary(states))
     return 1 if {"failed", "stale"} & set(states) else 0
+
+
+def summary(states: list[str]) -> str:
+    """One line counting the cells in each state, e.g. 'ablations: 3 done, 1 ran'."""
+    order = ("done", "stale", "ran", "locked", "failed", "todo")
+    return "ablations: " + ", ".join(f"{states.count(s)} {s}" for s in order if s in states)
 
 
 if __name__ == "__main__":

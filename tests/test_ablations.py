@@ -61,7 +61,8 @@ def test_runner_runs_each_cell_then_skips_finished_ones(tiny_model_dir, small_gl
                                                         capsys):
     args = runner_args(tiny_model_dir, small_glue, tmp_path)
     assert run.main([*args, "--dry-run"]) == 0
-    assert capsys.readouterr().out.count("todo") == 2
+    out = capsys.readouterr().out
+    assert out.count("todo ") == 2 and out.splitlines()[-1] == "ablations: 2 todo"
     assert run.main(args) == 0
     assert "2 ran" in capsys.readouterr().out
     cells = run.grid(run.parse(args))
@@ -75,7 +76,8 @@ def test_runner_runs_each_cell_then_skips_finished_ones(tiny_model_dir, small_gl
     teacher = registry.teacher_dir("rte", "smoke", tmp_path)
     assert len(runner_lines(teacher)) == 1  # one teacher for every method of the task
     assert run.main([*args, "--dry-run"]) == 0
-    assert capsys.readouterr().out.count("done") == 2
+    out = capsys.readouterr().out
+    assert out.count("done ") == 2 and out.splitlines()[-1] == "ablations: 2 done"
 
 
 def test_a_cell_of_a_replaced_teacher_is_stale_not_done_nor_rerun(tiny_model_dir, small_glue,
@@ -91,7 +93,8 @@ def test_a_cell_of_a_replaced_teacher_is_stale_not_done_nor_rerun(tiny_model_dir
     assert out.count(": stale") == 2 and "2 stale" in out and "teacher" in out
     assert all(len(runner_lines(c.path(tmp_path))) == 1 for c in run.grid(run.parse(args)))
     assert run.main([*args, "--dry-run"]) == 0
-    assert capsys.readouterr().out.count("stale") == 2
+    out = capsys.readouterr().out
+    assert out.count("stale ") == 2 and out.splitlines()[-1] == "ablations: 2 stale"
     out_dir = tmp_path / "tables"  # nor counted in a table
     assert tables.main([*args, "--out", str(out_dir)]) == 0
     assert (out_dir / "components.md").read_text().count("| accuracy | 0 |") == 2
