@@ -233,8 +233,8 @@ def write_tables(args, argv: list[str], out: Path = TABLES) -> list[Path]:
         path = out / f"{name}.{ext}"
         rundir.write_text(path, render(rows, foot))
         paths.append(path)
-    # ablations/figures beside ablations/tables
-    return paths + draw_figures(args, cells, finals, rows, out.parent / "figures")
+    figures = out.parent / "figures"  # ablations/figures beside ablations/tables
+    return paths + draw_figures(args, cells, finals, rows, figures)
 
 
 def draw_figures(args, cells: list[Cell], finals: dict, rows: list[Row], out: Path) -> list[Path]:
