@@ -323,8 +323,11 @@ def test_make_ablations_runs_the_issue_grids_and_remakes_the_committed_tables():
     import re
     import shlex
 
-    lines = subprocess.run(["make", "-n", "ablations"], cwd=REPO, capture_output=True,
-                           text=True, check=True).stdout.splitlines()
+    # Not as a sub-make of `make test`, whose flags would add "Entering directory" lines.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    lines = [x for x in subprocess.run(["make", "-n", "ablations"], cwd=REPO, env=env,
+                                       capture_output=True, text=True, check=True).stdout
+             .splitlines() if " -m " in x]
 
     def calls(module: str) -> list[list[str]]:
         return [shlex.split(x.split(f"-m {module} ", 1)[1]) for x in lines if f"-m {module} " in x]
