@@ -61,3 +61,66 @@ def test_ablation_tables_in_the_readme_are_the_committed_ones():
 
     block = README.split("<!-- ablations:begin -->", 1)[1].split("<!-- ablations:end -->", 1)[0]
     assert block == "\n" + ablation_block()
+
+
+ABLATIONS = Path(__file__).resolve().parents[1] / "ablations"
+
+
+def _prose(start: str, end: str) -> str:
+    """README text between two markers, tables left out (they have their own tests)."""
+    text = README.split(start, 1)[1].split(end, 1)[0]
+    return " ".join(line for line in text.splitlines() if not line.startswith("|"))
+
+
+def _table_rows() -> list[dict]:
+    import csv
+
+    return [row for path in sorted((ABLATIONS / "tables").glob("*.csv"))
+            for row in csv.DictReader(line for line in path.open() if not line.startswith("#"))]
+
+
+def _result_values() -> set[float]:
+    """Every metric a committed run or table holds, to 3 decimals, and each run's train - dev."""
+    import json
+
+    values: set[float] = set()
+
+    def walk(node, key=""):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, k)
+        elif isinstance(node, float) and "loss" not in key and "time" not in key:
+            values.add(round(node, 3))
+
+    for path in (ABLATIONS / "results").rglob("final.json"):
+        final = json.loads(path.read_text())
+        walk(final)
+        dev, train = final.get("dev", {}), final.get("train_subset", {})
+        values.update(round(train[m] - dev[m], 3) for m in set(dev) & set(train))
+    values.update(round(float(row[k]), 3) for row in _table_rows()
+                  for k in ("mean", "ci_low", "ci_high") if row[k])
+    return values
+
+
+def test_numbers_in_the_results_prose_come_from_the_committed_runs(glue_dir):
+    """Each 3-decimal figure the README's results prose cites is a committed run's or table's
+    metric (or a train - dev gap, or a majority baseline), and each ablation p-value a table's:
+    prose left behind when new cells land fails here."""
+    import re
+
+    from spd.data import load_split
+    from spd.metrics import majority_baseline
+    from spd.tasks import TASKS
+
+    known = _result_values()
+    for name in ("mrpc", "rte", "stsb", "cola", "sst2"):
+        labels = [[r["label"] for r in load_split(TASKS[name], s, glue_dir)] for s in ("train", "validation")]
+        known.update(round(v, 3) for v in majority_baseline(TASKS[name], *labels).values())
+    ablation_prose = _prose("<!-- ablations:end -->", "## Data-parallel")
+    prose = re.sub(r"p = \d\.\d+", "", _prose("## Teacher results", "## Ablations") + ablation_prose)
+    unknown = sorted({m for m in re.findall(r"(?<![\w.])-?\d\.\d{3}(?!\d)", prose)
+                      if round(float(m), 3) not in known})
+    assert not unknown, f"README prose cites figures no committed run or table holds: {unknown}"
+    cited = {float(p) for p in re.findall(r"p = (\d\.\d+)", ablation_prose)}
+    tabled = {round(float(row["p"]), 2) for row in _table_rows() if row["p"]}
+    assert cited <= tabled, f"README cites p-values no table holds: {sorted(cited - tabled)}"
