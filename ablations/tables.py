@@ -3,16 +3,17 @@
     python -m ablations.tables NAME [--tasks T ...] [--seeds N] [--profile cpu] [--results DIR]
                                     [--out DIR]
 
-For each task, method and quantity (the dev main metric; for `overfitting` also the train-subset
-metric and the train - dev gap, all of the final student): the mean and sample standard
-deviation over the finished seeds, n, a 95% Student-t confidence interval (mean +- t_{0.975,
-n-1} sd / sqrt(n)) and a two-sided paired t-test (scipy.stats.ttest_rel, paired by seed, over
-the seeds both rows have) against the row's reference (full SPD unless the grid says
-otherwise). The best mean per task and quantity is marked (higher is better for every GLUE
-metric; for the gap, the smallest). Unfinished cells are left out (n says how many seeds
-made it); a row with no finished seed is left empty. No time stamps: the same results give
-byte-identical files. Figures (seaborn, PNG and PDF; `ablations/figures.py`) go to
-`ablations/figures/` for `sparsity` and `overfitting`.
+For each task, method and quantity (the dev main metric; for `overfitting` also the
+train-subset metric and the train - dev gap, all of the final student): the mean and sample
+standard deviation over the finished seeds, n, a 95% Student-t confidence interval (mean +-
+t_{0.975, n-1} sd / sqrt(n)) and a two-sided paired t-test (scipy.stats.ttest_rel, paired by
+seed, over the seeds both rows have; empty below two of them or when every pair is equal, where
+it is undefined) against the row's reference (full SPD unless the grid says otherwise). The
+best mean per task and quantity is marked (higher is better for every GLUE metric; for the gap,
+the smallest). Unfinished cells are left out (n says how many seeds made it); a row with no
+finished seed is left empty. No time stamps: the same results give byte-identical files.
+Figures (seaborn, PNG and PDF; `ablations/figures.py`) go to `ablations/figures/` for
+`sparsity` and `overfitting`.
 """
 import csv
 import io
@@ -159,9 +160,10 @@ def footer(name: str, argv: list[str], cells: list[Cell], finals: dict) -> list[
             f"{', '.join(map(str, seeds))}; runs at commit {', '.join(c[:12] for c in commits) or '-'}; "
             f"hardware: {'; '.join(devices) or '-'}.",
             "mean and sd (n - 1) over the finished seeds; 95% CI: Student t; p: two-sided paired "
-            "t-test (scipy.stats.ttest_rel) against the `vs` row, paired by seed. Bold (CSV: best "
-            "= 1): the best mean per task and quantity (smallest for gap). Dev metrics are of the final student, "
-            "not the best during training."]
+            "t-test (scipy.stats.ttest_rel) against the `vs` row, paired by seed (empty p: fewer "
+            "than two shared seeds, or the same result on every seed, where the test is "
+            "undefined). Bold (CSV: best = 1): the best mean per task and quantity (smallest for "
+            "gap). Dev metrics are of the final student, not the best during training."]
 
 
 def to_markdown(rows: list[Row], foot: list[str]) -> str:

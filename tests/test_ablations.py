@@ -210,6 +210,14 @@ def test_table_numbers_equal_hand_computed_ones(tmp_path):
     assert empty["n"] == "0" and empty["mean"] == ""
 
 
+def test_p_is_left_empty_and_explained_where_every_seed_gives_the_same_result(tmp_path):
+    # All RTE cells at 90% end at the majority class: identical pairs, an undefined t-test.
+    fake_results(tmp_path, {"spd": SPD, "no_replacing": SPD})
+    assert table_rows(tmp_path)["no progressive replacing (p = 1)"]["p"] == ""
+    md = (tmp_path / "tables" / "components.md").read_text()
+    assert "empty p: fewer than two shared seeds, or the same result on every seed" in md
+
+
 def test_tables_are_byte_identical_when_regenerated_and_name_their_provenance(tmp_path):
     fake_results(tmp_path, {"spd": SPD, "gmp": GMP})
     out = tmp_path / "tables"
