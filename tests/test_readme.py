@@ -33,15 +33,21 @@ def test_teacher_table_is_generated_from_the_committed_runs():
     assert runs_table(load_finals(runs)) in block
 
 
-def test_majority_baselines_in_the_readme_are_computed_from_the_data(glue_dir):
+def _majority_baselines(glue_dir) -> dict[str, dict[str, float]]:
+    from ablations.readme_tables import TEACHER_TASKS
     from spd.data import load_split
     from spd.metrics import majority_baseline
     from spd.tasks import TASKS
 
-    for name in ("mrpc", "rte", "stsb", "cola", "sst2"):
-        task = TASKS[name]
-        labels = {s: [r["label"] for r in load_split(task, s, glue_dir)] for s in ("train", "validation")}
-        base = majority_baseline(task, labels["train"], labels["validation"])
+    def labels(task, split):
+        return [r["label"] for r in load_split(TASKS[task], split, glue_dir)]
+
+    return {t: majority_baseline(TASKS[t], labels(t, "train"), labels(t, "validation"))
+            for t in TEACHER_TASKS}
+
+
+def test_majority_baselines_in_the_readme_are_computed_from_the_data(glue_dir):
+    for name, base in _majority_baselines(glue_dir).items():
         text = f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in base.items())
         assert text in README, f"README should state the majority baseline as {text!r}"
 
@@ -108,14 +114,8 @@ def test_numbers_in_the_results_prose_come_from_the_committed_runs(glue_dir):
     prose left behind when new cells land fails here."""
     import re
 
-    from spd.data import load_split
-    from spd.metrics import majority_baseline
-    from spd.tasks import TASKS
-
-    known = _result_values()
-    for name in ("mrpc", "rte", "stsb", "cola", "sst2"):
-        labels = [[r["label"] for r in load_split(TASKS[name], s, glue_dir)] for s in ("train", "validation")]
-        known.update(round(v, 3) for v in majority_baseline(TASKS[name], *labels).values())
+    known = _result_values() | {round(v, 3) for base in _majority_baselines(glue_dir).values()
+                                for v in base.values()}
     ablation_prose = _prose("<!-- ablations:end -->", "## Data-parallel")
     prose = re.sub(r"p = \d\.\d+", "", _prose("## Teacher results", "## Ablations") + ablation_prose)
     unknown = sorted({m for m in re.findall(r"(?<![\w.])-?\d\.\d{3}(?!\d)", prose)
