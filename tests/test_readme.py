@@ -82,7 +82,8 @@ def _table_rows() -> list[dict]:
     import csv
 
     return [row for path in sorted((ABLATIONS / "tables").glob("*.csv"))
-            for row in csv.DictReader(line for line in path.open() if not line.startswith("#"))]
+            for row in csv.DictReader(line for line in path.read_text().splitlines()
+                                       if not line.startswith("#"))]
 
 
 def _result_values() -> set[float]:
