@@ -1,7 +1,7 @@
 """Ablation figures (seaborn; PNG and PDF in `ablations/figures/`), from saved results only.
 
-`sparsity`: the dev metric against target sparsity per method, with 95% intervals over seeds,
-and the dense teacher's as a line.
+`sparsity`: the dev metric (the dense teacher's as a line) and the train - dev gap against
+target sparsity per method, with 95% intervals over seeds.
 `overfitting`: train-subset and dev metric over training per method (seed 0), and the final
 train - dev gap against sparsity (dense fine-tuning at 0). `ablations.tables` draws them.
 """
@@ -40,27 +40,30 @@ def teacher_metric(finals: dict) -> dict[str, float]:
 
 
 def sparsity_figure(cells: list[Cell], rows, teacher: dict[str, float], out: Path) -> list[Path]:
-    """rows: ablations.tables.Row of the `sparsity` grid (quantity dev); teacher: per task the
-    dense teacher's dev metric, drawn as a reference line."""
+    """rows: ablations.tables.Row of the `sparsity` grid; the dev metric (top, the dense
+    teacher's as a reference line; teacher: per task) and the train - dev gap (bottom) against
+    sparsity, per method, with 95% intervals over seeds."""
     plt, _ = _setup()
     s_of = {(c.task, c.label): c.sparsity for c in cells}
     method_of = {(c.task, c.label): c.method.upper() for c in cells}
     tasks = sorted({r.task for r in rows})
-    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.5), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
-        for method in sorted({method_of[(task, r.label)] for r in rows if r.task == task}):
-            pts = sorted((s_of[(r.task, r.label)], r) for r in rows
-                         if r.task == task and method_of[(r.task, r.label)] == method and r.n)
-            if not pts:
-                continue
+    quantities = [q for q in ("dev", "gap") if any(r.quantity == q for r in rows)]
+    fig, axes = plt.subplots(len(quantities), len(tasks), squeeze=False, layout="constrained",
+                             figsize=(5 * len(tasks), 3.5 * len(quantities)))
+    for ax, (q, task) in zip(axes.flat, [(q, t) for q in quantities for t in tasks]):
+        mine = [r for r in rows if r.task == task and r.quantity == q and r.n]
+        for method in sorted({method_of[(task, r.label)] for r in mine}):
+            pts = sorted((s_of[(task, r.label)], r) for r in mine
+                         if method_of[(task, r.label)] == method)
             xs, ms = [s for s, _ in pts], [r.mean for _, r in pts]
             lo = [m - (r.ci[0] if r.ci else m) for m, (_, r) in zip(ms, pts)]
             hi = [(r.ci[1] if r.ci else m) - m for m, (_, r) in zip(ms, pts)]
             ax.errorbar(xs, ms, yerr=[lo, hi], marker="o", capsize=3, label=method)
-        if task in teacher:
+        if q == "dev" and task in teacher:
             ax.axhline(teacher[task], color="grey", linestyle="--", label="teacher (dense)")
         metric = next((r.metric for r in rows if r.task == task), "")
-        ax.set(xlabel="target sparsity", ylabel=f"dev {metric}", title=task)
+        ax.set(xlabel="target sparsity", title=task,
+               ylabel=f"dev {metric}" if q == "dev" else f"train - dev {metric}")
         ax.legend()
     paths = _save(fig, out, "sparsity")
     plt.close(fig)

@@ -3,15 +3,16 @@
     python -m ablations.tables NAME [--tasks T ...] [--seeds N] [--profile cpu] [--results DIR]
                                     [--out DIR]
 
-For each task, method and quantity (the dev main metric; for `overfitting` also the
-train-subset metric and the train - dev gap, all of the final student): the mean and sample
+For each task, method and quantity (the dev main metric; for `sparsity` and `overfitting` also
+the train-subset metric and the train - dev gap, all of the final student): the mean and sample
 standard deviation over the finished seeds, n, a 95% Student-t confidence interval (mean +-
 t_{0.975, n-1} sd / sqrt(n)) and a two-sided paired t-test (scipy.stats.ttest_rel, paired by
-seed, over the seeds both rows have; empty below two of them or when every pair is equal, where
-it is undefined) against the row's reference (full SPD unless the grid says otherwise). The
-best mean per task and quantity is marked (higher is better for every GLUE metric; for the gap,
-the smallest). Unfinished cells are left out (n says how many seeds made it); a row with no
-finished seed is left empty. No time stamps: the same results give byte-identical files.
+seed, over the seeds both rows have; empty below two of them or when the difference between the
+rows is the same on every seed, to rounding, where it is undefined) against the row's reference
+(full SPD unless the grid says otherwise). The best mean per task and quantity is marked
+(higher is better for every GLUE metric; for the gap, the smallest). Unfinished cells are left
+out (n says how many seeds made it); a row with no finished seed is left empty. No time stamps:
+the same results give byte-identical files.
 Figures (seaborn, PNG and PDF; `ablations/figures.py`) go to `ablations/figures/` for
 `sparsity` and `overfitting`.
 """
@@ -33,7 +34,7 @@ from spd.errors import SpdError
 from spd.tasks import get_task
 
 TABLES, FIGURES = Path("ablations/tables"), Path("ablations/figures")
-QUANTITIES = {"overfitting": ("dev", "train", "gap")}
+QUANTITIES = {name: ("dev", "train", "gap") for name in ("sparsity", "overfitting")}
 LOWER_IS_BETTER = {"gap"}
 
 
@@ -84,6 +85,9 @@ def paired_p(a: dict, b: dict) -> float | None:
     """Two-sided paired t-test over the seeds both have; None below 2 pairs or when undefined."""
     seeds = sorted(set(a) & set(b))
     if len(seeds) < 2:
+        return None
+    diffs = [a[s] - b[s] for s in seeds]
+    if max(diffs) - min(diffs) <= 1e-9:  # equal up to float rounding: t = 0 / 0, undefined
         return None
     p = float(stats.ttest_rel([a[s] for s in seeds], [b[s] for s in seeds]).pvalue)
     return p if math.isfinite(p) else None
@@ -161,8 +165,8 @@ def footer(name: str, argv: list[str], cells: list[Cell], finals: dict) -> list[
             f"hardware: {'; '.join(devices) or '-'}.",
             "mean and sd (n - 1) over the finished seeds; 95% CI: Student t; p: two-sided paired "
             "t-test (scipy.stats.ttest_rel) against the `vs` row, paired by seed (empty p: fewer "
-            "than two shared seeds, or the same result on every seed, where the test is "
-            "undefined). Bold (CSV: best = 1): the best mean per task and quantity (smallest for "
+            "than two shared seeds, or the same difference between the rows on every seed, "
+            "where the test is undefined). Bold (CSV: best = 1): the best mean per task and quantity (smallest for "
             "gap). Dev metrics are of the final student, not the best during training."]
 
 
@@ -242,8 +246,7 @@ def write_tables(args, argv: list[str], out: Path = TABLES) -> list[Path]:
 def draw_figures(args, cells: list[Cell], finals: dict, rows: list[Row], out: Path) -> list[Path]:
     """The grid's figures (PNG, PDF) in `out`: `sparsity` and `overfitting` have one each."""
     if args.name == "sparsity":
-        return sparsity_figure(cells, [r for r in rows if r.quantity == "dev"],
-                               teacher_metric(finals), out)
+        return sparsity_figure(cells, rows, teacher_metric(finals), out)
     if args.name == "overfitting":
         return overfitting_figure(cells, rows, Path(args.results), out)
     return []

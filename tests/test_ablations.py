@@ -1,5 +1,6 @@
 """ablations/: the registry, the runner (skip finished cells, locks, shards) on tiny grids."""
 import json
+import math
 import os
 import signal
 import subprocess
@@ -210,12 +211,47 @@ def test_table_numbers_equal_hand_computed_ones(tmp_path):
     assert empty["n"] == "0" and empty["mean"] == ""
 
 
+def test_the_sparsity_table_gives_the_train_dev_gap_with_intervals_and_tests(tmp_path):
+    # The gap against sparsity, with and without distillation, over two seeds: SPD dev 0.7,
+    # train 0.9 and 0.8 (gaps 0.2, 0.1); GMP dev 0.6 and 0.65, train 0.95 and 1.0 (gaps 0.35).
+    argv = ["sparsity", "--profile", "smoke", "--tasks", "mrpc", "--seeds", "2"]
+    dev, train = {"spd": (0.7, 0.7), "gmp": (0.6, 0.65)}, {"spd": (0.9, 0.8), "gmp": (0.95, 1.0)}
+    for cell in run.grid(run.parse(argv)):
+        write_cell(tmp_path, cell, {"f1": dev[cell.method][cell.seed]},
+                   {"f1": train[cell.method][cell.seed]})
+    out = tmp_path / "tables"
+    assert tables.main([*argv, "--results", str(tmp_path), "--out", str(out)]) == 0
+    import csv
+    lines = [x for x in (out / "sparsity.csv").read_text().splitlines() if not x.startswith("#")]
+    got = {(r["method"], r["quantity"]): r for r in csv.DictReader(lines)}
+    spd, gmp = got["SPD s0.9", "gap"], got["GMP s0.9", "gap"]
+    assert float(spd["mean"]) == pytest.approx(0.15) and float(gmp["mean"]) == pytest.approx(0.35)
+    assert float(got["GMP s0.9", "train"]["mean"]) == pytest.approx(0.975)
+    half = 12.706205 * 0.1 / 2 ** 0.5 / 2 ** 0.5  # t_{0.975, 1} sd / sqrt(n); sd = 0.1 / sqrt 2
+    assert float(spd["ci_high"]) == pytest.approx(0.15 + half, abs=1e-6)
+    # Paired gap differences 0.15 and 0.25: t = 0.2 / (0.0707 / sqrt 2) = 4 with one degree of
+    # freedom, where the two-sided p is 1 - 2 atan(t) / pi.
+    assert gmp["vs"] == "SPD s0.9"
+    assert float(gmp["p"]) == pytest.approx(1 - 2 * math.atan(4) / math.pi, abs=5e-4)  # 3 places
+    assert spd["best"] == "1" and gmp["best"] == "0"  # the smaller gap is the better
+
+
 def test_p_is_left_empty_and_explained_where_every_seed_gives_the_same_result(tmp_path):
     # All RTE cells at 90% end at the majority class: identical pairs, an undefined t-test.
     fake_results(tmp_path, {"spd": SPD, "no_replacing": SPD})
     assert table_rows(tmp_path)["no progressive replacing (p = 1)"]["p"] == ""
     md = (tmp_path / "tables" / "components.md").read_text()
-    assert "empty p: fewer than two shared seeds, or the same result on every seed" in md
+    assert ("empty p: fewer than two shared seeds, or the same difference between the rows on "
+            "every seed") in md
+
+
+def test_p_is_left_empty_where_the_paired_differences_differ_only_by_rounding():
+    # Gaps (train - dev) of two rows a constant apart differ in the last bits from seed to
+    # seed (0.1 + 0.2 != 0.3 in floats): a t-test on them reports p near 0, a false finding.
+    assert tables.paired_p({0: 0.1 + 0.2, 1: 0.3}, {0: 0.0, 1: 0.0}) is None
+    # Differences 0.3 and 0.2: t = 5 with one degree of freedom, p = 1 - 2 atan(t) / pi.
+    assert tables.paired_p({0: 0.3, 1: 0.2}, {0: 0.0, 1: 0.0}) == pytest.approx(
+        1 - 2 * math.atan(5) / math.pi)
 
 
 def test_tables_are_byte_identical_when_regenerated_and_name_their_provenance(tmp_path):
