@@ -1,4 +1,5 @@
 """ablations/: the registry, the runner (skip finished cells, locks, shards) on tiny grids."""
+import csv
 import json
 import math
 import os
@@ -186,7 +187,6 @@ def table_rows(tmp_path) -> dict:
     assert tables.main([*GRID, "--results", str(tmp_path), "--out", str(out)]) == 0
     with open(out / "components.csv") as f:
         rows = [line for line in f if not line.startswith("#")]
-    import csv
     return {r["method"]: r for r in csv.DictReader(rows)}
 
 
@@ -221,7 +221,6 @@ def test_the_sparsity_table_gives_the_train_dev_gap_with_intervals_and_tests(tmp
                    {"f1": train[cell.method][cell.seed]})
     out = tmp_path / "tables"
     assert tables.main([*argv, "--results", str(tmp_path), "--out", str(out)]) == 0
-    import csv
     lines = [x for x in (out / "sparsity.csv").read_text().splitlines() if not x.startswith("#")]
     got = {(r["method"], r["quantity"]): r for r in csv.DictReader(lines)}
     spd, gmp = got["SPD s0.9", "gap"], got["GMP s0.9", "gap"]
