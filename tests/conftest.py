@@ -5,6 +5,14 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def table_csv_rows(path: Path) -> list[dict]:
+    """The rows of a table CSV written by `ablations.tables`, its `#` footer lines left out."""
+    import csv
+
+    lines = path.read_text().splitlines()
+    return list(csv.DictReader(line for line in lines if not line.startswith("#")))
 SHARED_GLUE = REPO.parent / "shared" / "data" / "glue"
 
 # Tests never reach the network, whatever the caller's environment says.

@@ -1,5 +1,4 @@
 """ablations/: the registry, the runner (skip finished cells, locks, shards) on tiny grids."""
-import csv
 import json
 import math
 import os
@@ -12,7 +11,7 @@ import pytest
 from ablations import registry, run, tables
 from spd import rundir
 from spd.config import to_dict
-from tests.conftest import REPO
+from tests.conftest import REPO, table_csv_rows
 
 
 def test_every_grid_has_unique_cells_valid_configs_and_known_references():
@@ -185,9 +184,7 @@ def fake_results(results, values: dict) -> None:
 def table_rows(tmp_path) -> dict:
     out = tmp_path / "tables"
     assert tables.main([*GRID, "--results", str(tmp_path), "--out", str(out)]) == 0
-    with open(out / "components.csv") as f:
-        rows = [line for line in f if not line.startswith("#")]
-    return {r["method"]: r for r in csv.DictReader(rows)}
+    return {r["method"]: r for r in table_csv_rows(out / "components.csv")}
 
 
 def test_table_numbers_equal_hand_computed_ones(tmp_path):
@@ -221,8 +218,7 @@ def test_the_sparsity_table_gives_the_train_dev_gap_with_intervals_and_tests(tmp
                    {"f1": train[cell.method][cell.seed]})
     out = tmp_path / "tables"
     assert tables.main([*argv, "--results", str(tmp_path), "--out", str(out)]) == 0
-    lines = [x for x in (out / "sparsity.csv").read_text().splitlines() if not x.startswith("#")]
-    got = {(r["method"], r["quantity"]): r for r in csv.DictReader(lines)}
+    got = {(r["method"], r["quantity"]): r for r in table_csv_rows(out / "sparsity.csv")}
     spd, gmp = got["SPD s0.9", "gap"], got["GMP s0.9", "gap"]
     assert float(spd["mean"]) == pytest.approx(0.15) and float(gmp["mean"]) == pytest.approx(0.35)
     assert float(got["GMP s0.9", "train"]["mean"]) == pytest.approx(0.975)

@@ -3,6 +3,7 @@ from pathlib import Path
 
 from spd.cli import build_parser
 from spd.config import FinetuneConfig, _leaf_keys
+from tests.conftest import table_csv_rows
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 
@@ -79,11 +80,8 @@ def _prose(start: str, end: str) -> str:
 
 
 def _table_rows() -> list[dict]:
-    import csv
-
     return [row for path in sorted((ABLATIONS / "tables").glob("*.csv"))
-            for row in csv.DictReader(line for line in path.read_text().splitlines()
-                                       if not line.startswith("#"))]
+            for row in table_csv_rows(path)]
 
 
 def _result_values() -> set[float]:
