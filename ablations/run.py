@@ -9,8 +9,8 @@ Cells (registry.py) run one after another through `spd prune` (SPD cells) or `sp
 grid continues each unfinished cell from its last checkpoint. A finished cell (its
 `final.json` holds the same configuration) is skipped, so running the command again
 continues the grid; one finished from a teacher since replaced (its recorded teacher dev
-metrics differ from the teacher's) is reported stale, neither rerun nor counted in tables,
-until it is moved away. Each cell is claimed with an exclusive `flock` on `<cell>/.lock`: a
+metrics differ from the teacher's by more than float rounding) is reported stale, neither
+rerun nor counted in tables, until it is moved away. Each cell is claimed with an exclusive `flock` on `<cell>/.lock`: a
 second runner on the same folder skips a claimed cell, and the kernel frees the lock of a
 runner that dies, so a stale lock never blocks (on network filesystems this needs working
 `flock`, as on NFSv4). `--shard I/N` keeps every N-th cell starting at I (0 <= I < N) of the
@@ -20,6 +20,7 @@ Each cell's `runner.jsonl` records every time a runner started it (host, pid, ti
 import argparse
 import fcntl
 import json
+import math
 import os
 import socket
 import sys
@@ -60,7 +61,8 @@ def claim(folder: Path, wait: bool = False):
 def finished_state(folder: Path, config) -> str | None:
     """"done" for a finished run of exactly `config` (of any when None: another configuration
     is spd's to refuse); "stale" when it distilled from another teacher than the one now at
-    `config.teacher` (its recorded teacher dev metrics differ: the teacher was replaced);
+    `config.teacher` (its recorded teacher dev metrics differ beyond float rounding: the
+    teacher was replaced);
     None otherwise."""
     if not ((folder / rundir.FINAL).is_file()
             and (config is None or rundir.holds_config(folder, config))):
@@ -69,9 +71,23 @@ def finished_state(folder: Path, config) -> str | None:
     if teacher is None:
         return "done"
     teacher_final = Path(teacher) / rundir.FINAL  # a damaged file is refused, not skipped
-    same = teacher_final.is_file() and (rundir.read_json(folder / rundir.FINAL).get("teacher_dev")
-                                        == rundir.read_json(teacher_final).get("dev"))
+    same = teacher_final.is_file() and same_teacher(
+        rundir.read_json(folder / rundir.FINAL).get("teacher_dev") or {},
+        rundir.read_json(teacher_final).get("dev") or {})
     return "done" if same else "stale"
+
+
+# Relative tolerance of `same_teacher`: a teacher's dev loss evaluated, or its recipe refit, on
+# a CPU with other vector instructions differs in the 7th digit; another teacher differs by at
+# least one dev example in accuracy (1/n, 1e-4 for 10k examples) and by far more in loss.
+SAME_TEACHER_RTOL = 1e-5
+
+
+def same_teacher(recorded: dict, current: dict) -> bool:
+    """Whether a cell's recorded teacher dev metrics are those of the teacher now in place: the
+    same metrics, each equal up to float rounding (`SAME_TEACHER_RTOL`)."""
+    return recorded.keys() == current.keys() and all(
+        math.isclose(recorded[k], current[k], rel_tol=SAME_TEACHER_RTOL) for k in recorded)
 
 
 def is_finished(folder: Path, config) -> bool:
