@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+SHARED_GLUE = REPO.parent / "shared" / "data" / "glue"
 
 
 def table_csv_rows(path: Path) -> list[dict]:
@@ -13,7 +14,7 @@ def table_csv_rows(path: Path) -> list[dict]:
 
     lines = path.read_text().splitlines()
     return list(csv.DictReader(line for line in lines if not line.startswith("#")))
-SHARED_GLUE = REPO.parent / "shared" / "data" / "glue"
+
 
 # Tests never reach the network, whatever the caller's environment says.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
