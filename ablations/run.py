@@ -10,11 +10,11 @@ grid continues each unfinished cell from its last checkpoint. A finished cell (i
 `final.json` holds the same configuration) is skipped, so running the command again
 continues the grid; one finished from a teacher since replaced (its recorded teacher dev
 metrics differ from the teacher's by more than float rounding) is reported stale, neither
-rerun nor counted in tables, until it is moved away. Each cell is claimed with an exclusive `flock` on `<cell>/.lock`: a
-second runner on the same folder skips a claimed cell, and the kernel frees the lock of a
-runner that dies, so a stale lock never blocks (on network filesystems this needs working
-`flock`, as on NFSv4). `--shard I/N` keeps every N-th cell starting at I (0 <= I < N) of the
-grid's fixed order, for cluster job arrays.
+rerun nor counted in tables, until it is moved away. Each cell is claimed with an exclusive
+`flock` on `<cell>/.lock`: a second runner on the same folder skips a claimed cell, and the
+kernel frees the lock of a runner that dies, so a stale lock never blocks (on network
+filesystems this needs working `flock`, as on NFSv4). `--shard I/N` keeps every N-th cell
+starting at I (0 <= I < N) of the grid's fixed order, for cluster job arrays.
 Each cell's `runner.jsonl` records every time a runner started it (host, pid, time, command).
 """
 import argparse
