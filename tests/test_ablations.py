@@ -101,7 +101,6 @@ def test_a_cell_of_a_replaced_teacher_is_stale_not_done_nor_rerun(tiny_model_dir
     assert (out_dir / "components.md").read_text().count("| accuracy | 0 |") == 2
 
 
-
 # The MRPC teacher refit from its recipe on an AVX2-only CPU (its first fit ran on another):
 # the same dev predictions, the loss equal to 6 significant digits, not to the last bit.
 FIRST_FIT = {"accuracy": 0.8161764705882353, "f1": 0.8686514886164624, "loss": 0.47402800824127944}
@@ -111,13 +110,14 @@ REFIT = {**FIRST_FIT, "loss": 0.47402817536802855}
 @pytest.mark.parametrize("current, same", [
     (FIRST_FIT, True),
     (REFIT, True),  # float rounding of another machine: the same teacher
-    ({**FIRST_FIT, "accuracy": 0.8161764705882353 - 1 / 408}, False),  # one dev example more
+    ({**FIRST_FIT, "accuracy": 0.8161764705882353 - 1 / 408}, False),  # one dev example fewer right
     ({**FIRST_FIT, "loss": 0.4745}, False),
     ({"accuracy": 0.8161764705882353, "f1": 0.8686514886164624}, False),  # a metric missing
 ])
 def test_a_teacher_is_the_same_when_its_dev_metrics_agree_to_float_rounding(current, same):
     assert run.same_teacher(FIRST_FIT, current) is same
     assert run.same_teacher(current, FIRST_FIT) is same
+
 
 def test_two_concurrent_runners_run_each_cell_once(tiny_model_dir, small_glue, tmp_path):
     args = runner_args(tiny_model_dir, small_glue, tmp_path)
