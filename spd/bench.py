@@ -28,7 +28,7 @@ from torch import nn
 from spd import pruning, rundir
 from spd.config import spd_config
 from spd.device import autocast, describe, fast_math
-from spd.distill import Progress, _Student, make_plan, spd_loss
+from spd.distill import Progress, Student, make_plan, spd_loss
 from spd.grafting import draw_layers, set_layers
 from spd.models import load_classifier, load_tokenizer
 from spd.tasks import get_task
@@ -101,7 +101,7 @@ def training_breakdown(model_name: str, task_name: str, batch: int, length: int,
     cfg = spd_config(task.name, model_name, "cpu", ["theory_examples=0"])
     plan = make_plan(cfg, steps_per_epoch=100)
     td = TaskData(task, tokenizer, [], {"validation": []}, [], {})
-    student = _Student(cfg, plan, teacher, td, tokenizer, device)
+    student = Student(cfg, plan, teacher, td, tokenizer, device)
     data = random_batch(tokenizer.vocab_size, batch, length, task.num_labels, device)
     inputs = {k: v for k, v in data.items() if k != "labels"}
     last = plan.total - 1  # the pure-student stage: p = 1, every student layer trains

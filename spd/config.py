@@ -10,6 +10,7 @@ import json
 import math
 from dataclasses import dataclass, field
 
+from spd.device import PRECISIONS
 from spd.errors import bad_value
 from spd.models import DEFAULT_MODEL
 from spd.masks import parse_pattern
@@ -40,12 +41,16 @@ class DataConfig:
         eval_batch_size: batch size for evaluation.
         train_eval_size: examples in the fixed train subset evaluated beside dev (the train/dev
             gap is the overfitting signal); 0 turns it off.
+        group_by_length: batch training examples of similar length (seeded: chunks of the
+            shuffled order sorted by length, batches shuffled), so that less of each batch is
+            padding; off: plain shuffled batches.
     """
 
     max_length: int = 128
     batch_size: int = 32
     eval_batch_size: int = 128
     train_eval_size: int = 1000
+    group_by_length: bool = False
 
     def __post_init__(self):
         _check("data.max_length", self.max_length, self.max_length >= 8, "an integer >= 8")
@@ -99,6 +104,8 @@ class FinetuneConfig:
         checkpoint_every: save a checkpoint every this many steps for `--resume`; 0 means at
             each evaluation. Deleted when the run finishes.
         compile: run the training forward pass through `torch.compile` (dynamic shapes).
+        precision: auto (bf16 autocast on CUDA, fp32 on the CPU), fp32, or bf16 (autocast on
+            either device; master weights and optimizer state stay fp32).
     """
 
     task: str = "mrpc"
@@ -107,6 +114,7 @@ class FinetuneConfig:
     eval_every: int = 0
     checkpoint_every: int = 0
     compile: bool = False
+    precision: str = "auto"
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
 
@@ -117,11 +125,15 @@ class FinetuneConfig:
         _check("eval_every", self.eval_every, self.eval_every >= 0, "an integer >= 0")
         _check("checkpoint_every", self.checkpoint_every, self.checkpoint_every >= 0,
                "an integer >= 0")
+        _choice("precision", self.precision, PRECISIONS)
 
 
 STAGE_UNITS = ("epochs", "steps")
 REPLACE_SCHEDULES = ("constant", "linear", "three_stage")
 REGRESSION_TARGETS = ("gold", "teacher")
+UPDATE_GRIDS = ("even", "official")
+RESTART_POINTS = ("every_stage", "prune_end")
+SOFT_CE_CLASSES = ("sum", "mean")
 
 
 def _choice(name, value, choices):
@@ -157,8 +169,12 @@ class PruneConfig:
         sparsity: s_f, the target fraction of zeros (also `--sparsity`).
         initial: s_i, the sparsity at the start of the window.
         updates: mask updates after the first; the prune stage is cut into updates + 1 equal
-            intervals and s_f is reached at the last update (10: s_f at 10/11 of the stage, as
-            the official code). 0 prunes to s_f in one shot at the first step.
+            intervals and s_f is reached at the last update (10: s_f at 10/11 of the stage).
+            0 prunes to s_f in one shot at the first step.
+        grid: where the updates fall. even: every prune_steps // (updates + 1) steps. official:
+            the official code's grid, every int(n_train / batch_size * prune_epochs /
+            (updates + 1)) steps (with updates = 11: 11 updates 286 steps apart on MRPC's 30
+            pruning epochs); needs stages.unit=epochs.
         scope: per_matrix (every matrix at the same sparsity) or global (one threshold).
         criterion: magnitude, or random (a floor for ablations).
         pattern: unstructured, or N:M (e.g. 2:4): keep N of every M consecutive weights of a
@@ -172,6 +188,7 @@ class PruneConfig:
     scope: str = "per_matrix"
     criterion: str = "magnitude"
     pattern: str = "unstructured"
+    grid: str = "even"
 
     def __post_init__(self):
         _check("prune.sparsity", self.sparsity,
@@ -182,6 +199,7 @@ class PruneConfig:
         _check("prune.updates", self.updates, self.updates >= 0, "an integer >= 0")
         _choice("prune.scope", self.scope, ("per_matrix", "global"))
         _choice("prune.criterion", self.criterion, ("magnitude", "random"))
+        _choice("prune.grid", self.grid, UPDATE_GRIDS)
         try:
             nm = parse_pattern(self.pattern)
         except ValueError:
@@ -212,7 +230,12 @@ class ReplaceConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Weights of the loss terms (official: all 1, hard-label 0) and the temperature."""
+    """Weights of the loss terms (official: all 1, hard-label 0) and the temperature.
+
+    soft_ce_classes: the soft cross-entropy sums over classes (sum, the textbook KD loss) or
+    averages over them (mean: the official code's `.mean()` over batch and classes, which
+    divides the term by the number of classes).
+    """
 
     hidden: float = 1.0
     attention: float = 1.0
@@ -220,12 +243,14 @@ class LossConfig:
     hard: float = 0.0
     temperature: float = 1.0
     regression_target: str = "gold"
+    soft_ce_classes: str = "sum"
 
     def __post_init__(self):
         for name in ("hidden", "attention", "prediction", "hard"):
             _nonneg(f"loss.{name}", getattr(self, name))
         _positive("loss.temperature", self.temperature)
         _choice("loss.regression_target", self.regression_target, REGRESSION_TARGETS)
+        _choice("loss.soft_ce_classes", self.soft_ce_classes, SOFT_CE_CLASSES)
 
 
 @dataclass(frozen=True)
@@ -236,9 +261,12 @@ class SPDOptimConfig:
         lr: peak learning rate.
         weight_decay: AdamW weight decay (not on biases and LayerNorm weights).
         grad_clip: maximum global gradient norm; 0 turns clipping off.
-        lr_restart: decay linearly within each stage, restarting at the full rate at each
-            boundary (the official code); otherwise one warm-up and decay over the whole run.
-        warmup_ratio: warm-up fraction of the whole run (only without lr_restart).
+        lr_restart: decay linearly to 0 within each segment, restarting at the full rate at
+            each segment's start; otherwise one warm-up and decay over the whole run.
+        restart_at: the segments of lr_restart. every_stage: one per stage (three decays);
+            prune_end: the pruning stage, then the rest (two decays, the official code).
+        warmup_ratio: warm-up fraction: of the whole run, or with lr_restart of each segment
+            (the official code passes its warm-up steps to each of its two schedules).
     """
 
     lr: float = 1e-4
@@ -246,6 +274,7 @@ class SPDOptimConfig:
     grad_clip: float = 1.0
     lr_restart: bool = True
     warmup_ratio: float = 0.0
+    restart_at: str = "every_stage"
 
     def __post_init__(self):
         _positive("optim.lr", self.lr)
@@ -253,6 +282,10 @@ class SPDOptimConfig:
         _nonneg("optim.grad_clip", self.grad_clip)
         _check("optim.warmup_ratio", self.warmup_ratio,
                math.isfinite(self.warmup_ratio) and 0 <= self.warmup_ratio < 1, "a number in [0, 1)")
+        _choice("optim.restart_at", self.restart_at, RESTART_POINTS)
+        _check("optim.restart_at", self.restart_at,
+               self.lr_restart or self.restart_at == "every_stage",
+               "every_stage unless optim.lr_restart=true (without restarts there is one decay)")
 
 
 @dataclass(frozen=True)
@@ -272,6 +305,11 @@ class SPDConfig:
             bound at the current p (theory/README.md) on this many dev examples; 0: off.
         compile: run the frozen teacher's forward pass through `torch.compile` (dynamic
             shapes); the grafted, masked student stays eager.
+        precision: auto (bf16 autocast on CUDA, fp32 on the CPU), fp32, or bf16 (autocast on
+            either device; master weights, masks and optimizer state stay fp32).
+        graft_teacher_dropout: run dropout in the teacher layers grafted into the student while
+            it trains (the official code: its whole mixed model is in train mode); off: they
+            run as the pure teacher does, in eval mode.
     """
 
     task: str = "mrpc"
@@ -283,6 +321,8 @@ class SPDConfig:
     train_rest: bool = False
     theory_examples: int = 8
     compile: bool = False
+    precision: str = "auto"
+    graft_teacher_dropout: bool = False
     data: DataConfig = field(default_factory=DataConfig)
     optim: SPDOptimConfig = field(default_factory=SPDOptimConfig)
     stages: StagesConfig = field(default_factory=StagesConfig)
@@ -299,6 +339,10 @@ class SPDConfig:
                "an integer >= 0")
         _check("theory_examples", self.theory_examples, self.theory_examples >= 0,
                "an integer >= 0")
+        _choice("precision", self.precision, PRECISIONS)
+        if self.prune.grid == "official":
+            _check("prune.grid", self.prune.grid, self.stages.unit == "epochs",
+                   "even with stages.unit=steps (the official grid is counted in epochs)")
 
 
 # Presets are --set overrides applied before the user's own, so a preset reads like a command.
@@ -309,18 +353,27 @@ SPD_PRESETS: dict[str, list[str]] = {
     # (ablations/LOG.md): both students end near the majority class; 3e-4 less so.
     "cpu": ["stages.unit=epochs", "stages.prune=1.5", "stages.graft=0.75",
             "stages.finetune=0.75", "optim.lr=3e-4"],
-    # The paper's README recipe for BERT-base on a GPU: batch 32, length 128, lr 6.4e-4,
-    # 60 epochs of which 30 prune, s_f 0.9, two linear decays, no warm-up. The README splits
-    # the other 30 epochs no further; spd's paper-order default gives them half and half.
+    # The paper's README recipe for BERT-base on a GPU, as the official code runs it: batch 32,
+    # length 128, lr 6.4e-4, 60 epochs of which 30 prune, s_f 0.9, no warm-up, weight decay 0;
+    # two linear decays (the pruning stage; the rest, restarting at the full rate); 11 mask
+    # updates on the code's grid; the soft cross-entropy averaged over classes; dropout in the
+    # grafted teacher layers. The README splits the other 30 epochs no further; spd's
+    # paper-order default gives them half and half.
     "official": ["data.batch_size=32", "data.max_length=128", "optim.lr=6.4e-4",
-                 "optim.lr_restart=true", "stages.unit=epochs", "stages.prune=30",
-                 "stages.graft=15", "stages.finetune=15", "prune.sparsity=0.9"],
+                 "optim.lr_restart=true", "optim.restart_at=prune_end", "optim.weight_decay=0",
+                 "stages.unit=epochs", "stages.prune=30", "stages.graft=15",
+                 "stages.finetune=15", "prune.sparsity=0.9", "prune.updates=11",
+                 "prune.grid=official", "loss.soft_ce_classes=mean",
+                 "graft_teacher_dropout=true"],
     # The official README command as it runs: slope 0, so p = 0.8 for all 60 epochs, pruning
-    # and grafting at once; 30 + 30 epochs and two decays.
+    # and grafting at once; otherwise as `official`.
     "official_readme": ["data.batch_size=32", "data.max_length=128", "optim.lr=6.4e-4",
-                        "optim.lr_restart=true", "stages.unit=epochs", "stages.prune=30",
+                        "optim.lr_restart=true", "optim.restart_at=prune_end",
+                        "optim.weight_decay=0", "stages.unit=epochs", "stages.prune=30",
                         "stages.graft=30", "stages.finetune=0", "prune.sparsity=0.9",
-                        "replace.schedule=linear", "replace.p_0=0.8", "replace.slope=0"],
+                        "prune.updates=11", "prune.grid=official", "loss.soft_ce_classes=mean",
+                        "graft_teacher_dropout=true", "replace.schedule=linear",
+                        "replace.p_0=0.8", "replace.slope=0"],
     # A few dozen steps through every stage with any model, for end-to-end checks.
     "smoke": ["stages.unit=steps", "stages.prune=12", "stages.graft=8", "stages.finetune=4",
               "prune.updates=3", "eval_every=12", "data.max_length=64",

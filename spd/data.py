@@ -141,12 +141,63 @@ def collate(examples: list[dict], pad_id: int) -> dict:
             "attention_mask": attention_mask, "labels": labels}
 
 
+# Examples per length group, in batches: large enough that the sort within a group removes
+# most padding, small enough that batches still mix examples from across the epoch.
+GROUP_BATCHES = 50
+
+
+class LengthGroupedBatches:
+    """Batches of examples of similar length, seeded (a batch sampler for `DataLoader`).
+
+    Each epoch: a random permutation (from `generator`), cut into groups of `GROUP_BATCHES`
+    batches; each group sorted by length (longest first, ties in permuted order) and cut into
+    batches; then the batches of all groups shuffled. The order depends only on the
+    generator's seed, so a resumed run skips the same batches.
+    """
+
+    def __init__(self, lengths: list[int], batch_size: int, generator: torch.Generator):
+        self.lengths, self.batch_size, self.generator = lengths, batch_size, generator
+
+    def __len__(self) -> int:
+        return -(-len(self.lengths) // self.batch_size)
+
+    def __iter__(self):
+        n, b = len(self.lengths), self.batch_size
+        order = torch.randperm(n, generator=self.generator).tolist()
+        group = b * GROUP_BATCHES
+        batches = []
+        for start in range(0, n, group):
+            chunk = sorted(order[start:start + group], key=lambda i: -self.lengths[i])
+            batches += [chunk[i:i + b] for i in range(0, len(chunk), b)]
+        for k in torch.randperm(len(batches), generator=self.generator).tolist():
+            yield batches[k]
+
+
+def padding_fraction(examples: list[dict], batches) -> float:
+    """The fraction of token slots that are padding when `examples` are batched as `batches`
+    (lists of indices) with dynamic padding."""
+    slots = real = 0
+    for batch in batches:
+        lengths = [len(examples[i]["input_ids"]) for i in batch]
+        slots += max(lengths) * len(lengths)
+        real += sum(lengths)
+    return 1 - real / slots
+
+
 def make_loader(examples: list[dict], batch_size: int, pad_id: int, shuffle: bool,
-                seed: int = 0, pin_memory: bool = False) -> DataLoader:
-    """A DataLoader whose shuffling depends only on `seed`."""
+                seed: int = 0, pin_memory: bool = False,
+                group_by_length: bool = False) -> DataLoader:
+    """A DataLoader whose shuffling depends only on `seed`; with `group_by_length` (and
+    `shuffle`), batches of similar length (`LengthGroupedBatches`)."""
     generator = torch.Generator().manual_seed(seed) if shuffle else None
+    collate_fn = lambda b: collate(b, pad_id)  # noqa: E731
+    if shuffle and group_by_length:
+        sampler = LengthGroupedBatches([len(e["input_ids"]) for e in examples], batch_size,
+                                       generator)
+        return DataLoader(examples, batch_sampler=sampler, collate_fn=collate_fn,
+                          pin_memory=pin_memory)
     return DataLoader(examples, batch_size=batch_size, shuffle=shuffle, generator=generator,
-                      collate_fn=lambda b: collate(b, pad_id), pin_memory=pin_memory)
+                      collate_fn=collate_fn, pin_memory=pin_memory)
 
 
 def epochs(loader: DataLoader):

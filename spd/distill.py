@@ -48,7 +48,9 @@ class Plan:
         return self.bounds[-1]
 
 
-def make_plan(cfg: SPDConfig, steps_per_epoch: int) -> Plan:
+def make_plan(cfg: SPDConfig, steps_per_epoch: int, n_train: int | None = None) -> Plan:
+    """The plan of a run of `cfg` at `steps_per_epoch`; `n_train` (training examples, by
+    default steps_per_epoch * batch size) places the updates of prune.grid=official."""
     def steps(x: float) -> int:
         return round(x * steps_per_epoch) if cfg.stages.unit == "epochs" else round(x)
 
@@ -59,8 +61,22 @@ def make_plan(cfg: SPDConfig, steps_per_epoch: int) -> Plan:
                        f"epoch; allowed: a total of at least one step")
     if cfg.prune.updates == 0:
         return Plan(steps_per_epoch, bounds, 1, 0)
+    if cfg.prune.grid == "official":
+        return _official_grid(cfg, steps_per_epoch, bounds, n_train)
     interval = max(1, bounds[0] // (cfg.prune.updates + 1))
     return Plan(steps_per_epoch, bounds, interval, interval * cfg.prune.updates)
+
+
+def _official_grid(cfg: SPDConfig, steps_per_epoch: int, bounds, n_train: int | None) -> Plan:
+    """The official code's update grid: `freq = int(n / 32 * prune_epochs / 12)` steps apart
+    (its batch of 32 is spd's batch size, its 12 is updates + 1), and the cubic fraction
+    k / (window // freq) with window = int(n / 32) * prune_epochs, so that on MRPC's 30
+    pruning epochs 11 updates land at steps 286, 572, ..., 3146 and the last reaches s_f."""
+    n = n_train if n_train is not None else steps_per_epoch * cfg.data.batch_size
+    per_epoch = n / cfg.data.batch_size
+    interval = max(1, int(per_epoch * cfg.stages.prune / (cfg.prune.updates + 1)))
+    updates = int(int(per_epoch) * cfg.stages.prune) // interval
+    return Plan(steps_per_epoch, bounds, interval, interval * updates)
 
 
 def audit(cfg: SPDConfig, plan: Plan) -> list[str]:
@@ -77,6 +93,9 @@ def audit(cfg: SPDConfig, plan: Plan) -> list[str]:
     if plan.window >= plan.total and cfg.prune.sparsity > cfg.prune.initial:
         warnings.append(f"target sparsity {cfg.prune.sparsity} is reached only after training "
                         f"ends (pruning window {plan.window} steps, run {plan.total} steps)")
+    if cfg.train_rest and cfg.theory_examples:
+        warnings.append("train_rest=true trains the student's embeddings, which the error-bound "
+                        "statements assume shared with the teacher: the statement D probe is off")
     if plan.bounds[2] == plan.bounds[1]:
         warnings.append("the final stage (pure student, p = 1) has length 0: the exported student "
                         "never trains alone")
@@ -97,8 +116,11 @@ def replace_p_at(step: int, cfg: SPDConfig, plan: Plan) -> float:
 
 
 def lr_at(step: int, cfg: SPDConfig, plan: Plan) -> float:
-    return staged_lr(step, plan.bounds, cfg.optim.lr_restart,
-                     round(cfg.optim.warmup_ratio * plan.total))
+    o = cfg.optim
+    if not o.lr_restart:
+        return staged_lr(step, plan.bounds, False, round(o.warmup_ratio * plan.total))
+    segments = plan.bounds if o.restart_at == "every_stage" else (plan.bounds[0], plan.total)
+    return staged_lr(step, segments, True, o.warmup_ratio)
 
 
 def spd_loss(s_out, t_out, labels: torch.Tensor, task: Task, cfg) -> tuple[torch.Tensor, dict]:
@@ -110,7 +132,8 @@ def spd_loss(s_out, t_out, labels: torch.Tensor, task: Task, cfg) -> tuple[torch
         "hidden": losses.hidden_mse(s_out.hidden_states, t_out.hidden_states),
         "attention": losses.attention_mse(s_out.attentions, t_out.attentions),
         "prediction": losses.prediction_loss(s_out.logits, t_out.logits, target,
-                                             cfg.temperature, task.is_regression),
+                                             cfg.temperature, task.is_regression,
+                                             cfg.soft_ce_classes),
         "hard": hard,
     }
     total = sum(getattr(cfg, name) * term for name, term in terms.items())
@@ -124,6 +147,15 @@ def teacher_path(name: str) -> str:
     return rundir.model_source(name)
 
 
+def teacher_precision(name: str) -> str:
+    """The precision a teacher run folder was fine-tuned in (its `config.json`); `auto` for a
+    model folder or hub id, and for runs from before the field."""
+    config = Path(name) / rundir.CONFIG
+    if not config.is_file():
+        return "auto"
+    return rundir.read_json(config).get("precision", "auto")
+
+
 @dataclass
 class Progress(resume.Progress):
     """An SPD run's progress: the shared fields, the loss sums and the current sparsity."""
@@ -133,7 +165,7 @@ class Progress(resume.Progress):
     sparsity: float | None = None  # the sparsity the masks were last pruned to
 
 
-class _Student:
+class Student:
     """The grafted, masked student with its optimizer: one SPD step, one log record, the state a
     checkpoint holds, and the export."""
 
@@ -143,7 +175,7 @@ class _Student:
         self.teacher_forward = compiled(teacher, cfg.compile)
         self.world = world
         self.pad_id = tokenizer.pad_token_id
-        self.model = make_student(teacher)
+        self.model = make_student(teacher, cfg.graft_teacher_dropout)
         set_trainable_rest(self.model, cfg.train_rest)
         self.linears = pruning.prunable_linears(student_layers(self.model))
         pruning.attach_masks(self.linears)
@@ -154,7 +186,9 @@ class _Student:
         self.trainable = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
         self.ddp = world.wrap(self.model, device)  # the model itself in a single process
         # The first dev examples, on which statement D is measured at each evaluation.
-        dev = next(iter(td.dev.values()))[:cfg.theory_examples]
+        # (Not with train_rest: the statements assume the teacher's embeddings, and the
+        # student's then train; `audit` says so.)
+        dev = next(iter(td.dev.values()))[:0 if cfg.train_rest else cfg.theory_examples]
         self.probe_inputs = ({k: v for k, v in to_device(data.collate(dev, self.pad_id),
                                                           device).items() if k != "labels"}
                              if dev else None)
@@ -172,12 +206,16 @@ class _Student:
         set_layers(self.model, draws)
         batch = to_device(self.world.shard(batch), self.device)
         inputs = {k: v for k, v in batch.items() if k != "labels"}
-        with torch.no_grad(), autocast(self.device):
+        if cfg.graft_teacher_dropout:  # the grafted teacher layers are the teacher's own
+            self.teacher.eval()
+        with torch.no_grad(), autocast(self.device, cfg.precision):
             t_out = self.teacher_forward(**inputs, output_hidden_states=True,
                                          output_attentions=True)
         # With no student layer drawn and the rest frozen nothing trains: skip DDP's bookkeeping.
         model = self.ddp if bool(draws.any()) or cfg.train_rest else self.model
-        with autocast(self.device):
+        if cfg.graft_teacher_dropout:
+            self.model.train()
+        with autocast(self.device, cfg.precision):
             s_out = model(**inputs, output_hidden_states=True, output_attentions=True)
             loss, terms = spd_loss(s_out, t_out, batch["labels"], self.td.task, cfg.loss)
         names = [*terms, "total"]
@@ -204,10 +242,12 @@ class _Student:
         D's bound at the current p (float64 copies: the run is not perturbed)."""
         set_layers(self.model, torch.ones(self.n_layers, dtype=torch.bool))
         batch_size = self.cfg.data.eval_batch_size
-        out = {"dev": evaluate_dev(self.model, self.td, self.device, batch_size)}
+        precision = self.cfg.precision
+        out = {"dev": evaluate_dev(self.model, self.td, self.device, batch_size, precision)}
         if self.td.train_subset:
             out["train_subset"] = evaluate(self.model, self.td.train_subset, self.td.task,
-                                           self.device, batch_size, self.pad_id)
+                                           self.device, batch_size, self.pad_id,
+                                           precision=precision)
         if self.probe_inputs is not None:
             out["theory"] = {**probe(self.teacher, export_student(self.model), self.probe_inputs, p),
                              "examples": len(self.probe_inputs["input_ids"])}
@@ -278,12 +318,13 @@ def _prune(cfg, out_dir, data_dir, device, overwrite, command, resume_run, world
     seed_everything(cfg.seed)
     tokenizer, td, teacher = load_inputs(task, teacher_path(cfg.teacher), cfg.data, data_dir)
     loader = data.make_loader(td.train, cfg.data.batch_size, tokenizer.pad_token_id,
-                              shuffle=True, seed=cfg.seed, pin_memory=device.type == "cuda")
-    plan = make_plan(cfg, len(loader))
+                              shuffle=True, seed=cfg.seed, pin_memory=device.type == "cuda",
+                              group_by_length=cfg.data.group_by_length)
+    plan = make_plan(cfg, len(loader), len(td.train))
     for warning in audit(cfg, plan):
         log.warning("audit: %s", warning)
     teacher.to(device).eval()
-    student = _Student(cfg, plan, teacher, td, tokenizer, device, world)
+    student = Student(cfg, plan, teacher, td, tokenizer, device, world)
     batches = data.epochs(loader)
     if ckpt is None:
         env, teacher_dev, progress = {}, {task.main_metric: math.nan}, Progress()
@@ -291,7 +332,10 @@ def _prune(cfg, out_dir, data_dir, device, overwrite, command, resume_run, world
             rundir.start(out_dir, to_dict(cfg))
             env = rundir.environment(describe(device))  # the code as it is now, at the start
             env["world_size"] = world.size
-            teacher_dev = evaluate_dev(teacher, td, device, cfg.data.eval_batch_size)
+            # In the teacher's own precision: its dev metrics are its identity (`final.json`),
+            # which a student of another precision must still recognise.
+            teacher_dev = evaluate_dev(teacher, td, device, cfg.data.eval_batch_size,
+                                       teacher_precision(cfg.teacher))
     else:
         teacher_dev, progress = ckpt["teacher_dev"], resume.resumed_progress(ckpt, Progress)
         env = resume.resumed_environment(ckpt, describe(device), progress.step)

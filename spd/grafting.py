@@ -19,32 +19,37 @@ from spd.pruning import encoder_layers
 class GraftSlot(nn.Module):
     """Layer position l: runs `student` when `use_student`, else the frozen `teacher`."""
 
-    def __init__(self, student: nn.Module, teacher: nn.Module):
+    def __init__(self, student: nn.Module, teacher: nn.Module, teacher_dropout: bool = False):
         super().__init__()
         self.student, self.teacher = student, teacher
         self.use_student = True
+        self.teacher_dropout = teacher_dropout
 
     def forward(self, *args, **kwargs):
         return (self.student if self.use_student else self.teacher)(*args, **kwargs)
 
     def train(self, mode: bool = True):
         super().train(mode)
-        self.teacher.eval()  # the teacher never trains: no dropout in its layers
+        if not self.teacher_dropout:
+            self.teacher.eval()  # the teacher layer runs as in the pure teacher: no dropout
         return self
 
 
-def make_student(teacher: nn.Module) -> nn.Module:
+def make_student(teacher: nn.Module, teacher_dropout: bool = False) -> nn.Module:
     """A deep copy of `teacher` whose encoder layers are grafted with the teacher's own layers.
 
     The teacher is frozen; in the student only the student layers train (embeddings, pooler and
-    classifier frozen, as in the official code; see `set_trainable_rest`).
+    classifier frozen, as in the official code; see `set_trainable_rest`). With
+    `teacher_dropout`, a grafted teacher layer runs dropout while the student trains (the
+    official code; its weights stay frozen either way).
     """
     teacher.requires_grad_(False)
     _install_output_hooks(teacher)
     student = copy.deepcopy(teacher)
     layers = encoder_layers(student)
     student.base_model.encoder.layer = nn.ModuleList(
-        GraftSlot(s, t) for s, t in zip(layers, encoder_layers(teacher), strict=True))
+        GraftSlot(s, t, teacher_dropout) for s, t in zip(layers, encoder_layers(teacher),
+                                                         strict=True))
     student.requires_grad_(False)
     for slot in slots(student):
         slot.student.requires_grad_(True)

@@ -19,18 +19,24 @@ def attention_mse(student: Sequence[torch.Tensor], teacher: Sequence[torch.Tenso
     return sum(F.mse_loss(s, t) for s, t in zip(student, teacher, strict=True))
 
 
-def soft_cross_entropy(z_s: torch.Tensor, z_t: torch.Tensor, tau: float) -> torch.Tensor:
+def soft_cross_entropy(z_s: torch.Tensor, z_t: torch.Tensor, tau: float,
+                       classes: str = "sum") -> torch.Tensor:
     """-sum_c softmax(z_T / tau)_c * log_softmax(z_S / tau)_c, averaged over the batch.
 
-    No tau^2 factor, as in the official SPD code.
+    No tau^2 factor, as in the official SPD code. `classes="mean"` averages over the classes
+    instead of summing, as the official code's `.mean()` over the whole [batch, classes] tensor
+    does (the term divided by the number of classes).
     """
-    return -(F.softmax(z_t / tau, dim=-1) * F.log_softmax(z_s / tau, dim=-1)).sum(-1).mean()
+    per_class = -(F.softmax(z_t / tau, dim=-1) * F.log_softmax(z_s / tau, dim=-1))
+    if classes == "mean":
+        return per_class.mean()
+    return per_class.sum(-1).mean()
 
 
 def prediction_loss(z_s: torch.Tensor, z_t: torch.Tensor, target: torch.Tensor, tau: float,
-                    regression: bool) -> torch.Tensor:
+                    regression: bool, classes: str = "sum") -> torch.Tensor:
     """L_pred: soft cross-entropy to the teacher, or for regression (STS-B) the MSE to `target`
     (the official code regresses on the gold score; pass the teacher's score to distil it)."""
     if regression:
         return F.mse_loss(z_s.squeeze(-1), target.to(z_s.dtype))
-    return soft_cross_entropy(z_s, z_t, tau)
+    return soft_cross_entropy(z_s, z_t, tau, classes)

@@ -72,24 +72,27 @@ def stage_bounds(prune: int, graft: int, finetune: int) -> tuple[int, int, int]:
     return prune, prune + graft, prune + graft + finetune
 
 
-def staged_lr(step: int, bounds: tuple[int, ...], restart: bool, warmup: int = 0) -> float:
+def staged_lr(step: int, bounds: tuple[int, ...], restart: bool, warmup: int | float = 0) -> float:
     """Learning-rate multiplier over stages.
 
-    `restart`: a linear decay from 1 to 0 within each non-empty stage, restarting at the full
-    rate at each boundary (the official code's two decays when its stages are prune | rest).
-    Otherwise one warm-up/decay over the whole run.
+    `restart`: within each non-empty segment [previous bound, bound), a linear warm-up over
+    round(warmup * segment length) steps, then a linear decay to 0 at the segment's end,
+    restarting at each bound (the official code's two decays when its bounds are prune | rest;
+    it passes the same warm-up to both of its schedules). Otherwise one warm-up of `warmup`
+    steps and one decay over the whole run.
 
     Args:
         step: optimizer steps taken so far.
-        bounds: increasing stage ends; the last is the total number of steps.
-        restart: restart the decay at each stage boundary.
-        warmup: warm-up steps (whole-run schedule only).
+        bounds: increasing segment ends; the last is the total number of steps.
+        restart: restart the schedule at each bound.
+        warmup: warm-up steps of the whole-run schedule, or with `restart` the fraction of
+            each segment spent warming up (a number in [0, 1)).
     """
     if not restart:
-        return warmup_linear_decay(step, bounds[-1], warmup)
+        return warmup_linear_decay(step, bounds[-1], int(warmup))
     start = 0
     for end in bounds:
         if step < end:
-            return (end - step) / (end - start)
+            return warmup_linear_decay(step - start, end - start, round(warmup * (end - start)))
         start = end
     return 0.0

@@ -69,7 +69,7 @@ def to_device(batch: dict, device: torch.device) -> dict:
 
 @torch.no_grad()
 def evaluate(model, examples: list, task: Task, device, batch_size: int, pad_id: int,
-             suffix: str = "") -> dict:
+             suffix: str = "", precision: str = "auto") -> dict:
     """GLUE metrics and mean loss of `model` on encoded examples (eval mode, no dropout)."""
     was_training = model.training
     model.eval()
@@ -77,7 +77,7 @@ def evaluate(model, examples: list, task: Task, device, batch_size: int, pad_id:
     for batch in data.make_loader(examples, batch_size, pad_id, shuffle=False,
                                   pin_memory=device.type == "cuda"):
         batch = to_device(batch, device)
-        with autocast(device):
+        with autocast(device, precision):
             out = model(**batch)
         logits = out.logits.float()
         loss_sum += out.loss.float().item() * len(batch["labels"])
@@ -90,11 +90,11 @@ def evaluate(model, examples: list, task: Task, device, batch_size: int, pad_id:
     return result
 
 
-def evaluate_dev(model, td: TaskData, device, batch_size: int) -> dict:
+def evaluate_dev(model, td: TaskData, device, batch_size: int, precision: str = "auto") -> dict:
     out = {}
     for split, suffix in td.task.dev_splits.items():
         out.update(evaluate(model, td.dev[split], td.task, device, batch_size,
-                            td.tokenizer.pad_token_id, suffix))
+                            td.tokenizer.pad_token_id, suffix, precision))
     return out
 
 
@@ -184,7 +184,8 @@ def _finetune(cfg, out_dir, data_dir, device, overwrite, command, resume_run) ->
     tokenizer, td, model = load_inputs(task, cfg.model, cfg.data, data_dir)
     model.to(device).train()
     loader = data.make_loader(td.train, cfg.data.batch_size, tokenizer.pad_token_id,
-                              shuffle=True, seed=cfg.seed, pin_memory=device.type == "cuda")
+                              shuffle=True, seed=cfg.seed, pin_memory=device.type == "cuda",
+                              group_by_length=cfg.data.group_by_length)
     total = len(loader) * cfg.optim.epochs
     if cfg.optim.max_steps:
         total = min(total, cfg.optim.max_steps)
@@ -217,7 +218,7 @@ def _finetune(cfg, out_dir, data_dir, device, overwrite, command, resume_run) ->
     with stop_requests() as stop, bar:
         for step in range(progress.step, total):
             batch = to_device(next(batches), device)
-            with autocast(device):
+            with autocast(device, cfg.precision):
                 loss = forward(**batch).loss
             value = loss.item()
             resume.check_loss({"loss": value}, step + 1, progress)
@@ -254,10 +255,11 @@ def _evaluation(model, td: TaskData, device, cfg, progress: Progress, scheduler,
     task, step = td.task, progress.step
     rec = {"step": step, "epoch": step / steps_per_epoch, "lr": scheduler.get_last_lr()[0],
            "train_loss": progress.loss_sum / progress.n_loss, "elapsed_s": elapsed,
-           "dev": evaluate_dev(model, td, device, cfg.data.eval_batch_size)}
+           "dev": evaluate_dev(model, td, device, cfg.data.eval_batch_size, cfg.precision)}
     if td.train_subset:
         rec["train_subset"] = evaluate(model, td.train_subset, task, device,
-                                       cfg.data.eval_batch_size, td.tokenizer.pad_token_id)
+                                       cfg.data.eval_batch_size, td.tokenizer.pad_token_id,
+                                       precision=cfg.precision)
     progress.records.append(rec)
     progress.loss_sum, progress.n_loss = 0.0, 0
     if progress.best is None or rec["dev"][task.main_metric] > progress.best["dev"][task.main_metric]:

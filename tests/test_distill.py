@@ -308,3 +308,37 @@ def test_a_checkpoint_written_before_checksums_still_loads(tmp_path):
     (tmp_path / "checkpoint.pt").write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(Exception, match="damaged"):
         rundir.load_checkpoint(tmp_path)
+
+
+NEW_PATHS = ["--set", "precision=bf16", "--set", "data.group_by_length=true",
+             "--set", "graft_teacher_dropout=true", "--set", "loss.soft_ce_classes=mean",
+             "--set", "optim.restart_at=prune_end", "--set", "optim.warmup_ratio=0.2",
+             "--set", "train_rest=true"]
+
+
+def test_bf16_grouped_run_resumes_bitwise_and_keeps_fp32_state(tiny_teacher, small_glue, tmp_path,
+                                                               monkeypatch):
+    """The faster paths and the new named options through the whole loop: a killed run resumes
+    to the uninterrupted one bitwise, and the exported weights stay fp32."""
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert main(smoke_prune(tiny_teacher, small_glue, whole, *NEW_PATHS)) == 0
+    args = smoke_prune(tiny_teacher, small_glue, killed, *NEW_PATHS, "--set", "checkpoint_every=6")
+    undo = interrupt_at(monkeypatch, 13, _raise_interrupt)
+    assert main(args) == 130
+    undo()
+    from spd.rundir import load_checkpoint
+
+    ckpt = load_checkpoint(killed)
+    state = ckpt["optimizer"]["state"]
+    assert all(v.dtype == torch.float32 for s in state.values() for v in s.values()
+               if torch.is_tensor(v) and v.is_floating_point())
+    assert main([*args, "--resume"]) == 0
+    assert without_times(read_metrics(killed)) == without_times(read_metrics(whole))
+    assert_same_weights(killed, whole)
+    model = AutoModelForSequenceClassification.from_pretrained(whole / "model")
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    # The teacher is evaluated in its own precision (fp32), so its identity check still holds.
+    teacher_final = json.loads((tiny_teacher / "final.json").read_text())
+    assert json.loads((whole / "final.json").read_text())["teacher_dev"] == teacher_final["dev"]
+    lrs = [r["lr"] for r in read_metrics(whole)]
+    assert lrs != sorted(lrs, reverse=True)  # the warm-up restarted after the prune stage

@@ -91,6 +91,22 @@ def test_teacher_layers_stay_in_eval_mode(pair):
         assert slot.student.training and not slot.teacher.training
 
 
+def test_grafted_teacher_layers_drop_out_when_asked(tiny_model_dir, batch):
+    """graft_teacher_dropout (the official code): a grafted teacher layer runs in train mode
+    while the student trains, so two forwards at p = 0 differ; its weights stay frozen."""
+    torch.manual_seed(0)
+    teacher = AutoModelForSequenceClassification.from_pretrained(
+        tiny_model_dir, num_labels=2, attn_implementation="eager", hidden_dropout_prob=0.3).eval()
+    student = grafting.make_student(teacher, teacher_dropout=True).train()
+    grafting.set_layers(student, torch.zeros(2, dtype=torch.bool))
+    assert all(slot.teacher.training for slot in grafting.slots(student))
+    assert not any(p.requires_grad for slot in grafting.slots(student)
+                   for p in slot.teacher.parameters())
+    assert not torch.equal(_out(student, batch).logits, _out(student, batch).logits)
+    student.eval()
+    assert not any(slot.teacher.training for slot in grafting.slots(student))
+
+
 def test_draws_are_a_function_of_seed_and_step():
     a = grafting.draw_layers(seed=7, step=3, p=0.5, n_layers=12)
     assert torch.equal(a, grafting.draw_layers(seed=7, step=3, p=0.5, n_layers=12))
