@@ -104,6 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--repeats", type=int, default=5, help="timed runs per figure, median (default 5)")
     be.add_argument("--output", help="folder for bench.json and bench.md")
     be.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
+    be.add_argument("--epoch-steps", type=int, default=0, metavar="N",
+                    help="instead: time N real SPD steps of --task per variant (fp32 vs bf16, "
+                    "shuffled vs length-grouped batches) and estimate an epoch of each")
+    be.add_argument("--data-dir", help="local GLUE folder for --epoch-steps (default: "
+                    "$SPD_DATA_DIR, else the hub)")
     ev = sub.add_parser("evaluate", help="print a model's GLUE dev metrics as JSON")
     _add_common(ev)
     ev.add_argument("--model", required=True, help="a run's model/ folder, a run folder or a hub id")
@@ -216,6 +221,22 @@ def cmd_bench(args) -> int:
     for name in ("batch", "length", "repeats"):
         if getattr(args, name) < 1:
             raise bad_value(f"--{name}", getattr(args, name), "an integer >= 1")
+    if args.epoch_steps < 0:
+        raise bad_value("--epoch-steps", args.epoch_steps, "an integer >= 1 (0: the step "
+                        "breakdown instead)")
+    if args.epoch_steps:
+        from spd import bench_epoch
+
+        result = bench_epoch.run(args.model or "minilm", args.task, data_dir_from(args.data_dir),
+                                 resolve_device(args.device), args.epoch_steps)
+        print(bench_epoch.render(result), end="")
+        if args.output:
+            from spd import rundir
+
+            Path(args.output).mkdir(parents=True, exist_ok=True)
+            rundir.write_json(Path(args.output) / "bench_epoch.json", result)
+            rundir.write_text(Path(args.output) / "bench_epoch.md", bench_epoch.render(result))
+        return 0
     result = bench.run(args.model or "minilm", args.task, args.batch, args.length, args.repeats,
                        resolve_device(args.device))
     print(bench.render(result), end="")
