@@ -116,3 +116,34 @@ def overfitting_figure(cells: list[Cell], rows, results: Path, out: Path) -> lis
     paths = _save(fig, out, "overfitting")
     plt.close(fig)
     return paths
+
+
+def budget_figure(cells: list[Cell], finals: dict, out: Path) -> list[Path]:
+    """The budget study: each recipe's final dev metric against its wall time in minutes (one
+    point per seed, labelled by recipe), per task, beside the teacher's dev metric and 95% of
+    it (the quality bar a 90%-sparse student must keep)."""
+    plt, sns = _setup()
+    tasks = sorted({c.task for c in cells})
+    labels = list(dict.fromkeys(c.label for c in cells))
+    colour = dict(zip(labels, sns.color_palette("tab10", n_colors=len(labels))))
+    teacher = teacher_metric(finals)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4.2), squeeze=False,
+                             layout="constrained")
+    for ax, task in zip(axes.flat, tasks):
+        metric = get_task(task).main_metric
+        for label in labels:
+            runs = finals.get((task, label), {})
+            if runs:
+                xs = [f["wall_time_s"] / 60 for f in runs.values()]
+                ys = [f["dev"][metric] for f in runs.values()]
+                ax.scatter(xs, ys, color=colour[label], label=label, s=30)
+        if task in teacher:
+            ax.axhline(teacher[task], color="grey", linestyle="--", label="teacher (dense)")
+            ax.axhline(0.95 * teacher[task], color="grey", linestyle=":",
+                       label="95% of the teacher")
+        ax.set(xlabel="wall time of the SPD run (minutes, 2-core CPU)",
+               ylabel=f"final dev {metric}", title=f"{task}: budget study at sparsity 0.9")
+        ax.legend(fontsize="small", loc="lower right")
+    paths = _save(fig, out, "budget")
+    plt.close(fig)
+    return paths

@@ -25,7 +25,8 @@ from pathlib import Path
 
 from scipy import stats
 
-from ablations.figures import overfitting_figure, sparsity_figure, teacher_metric
+from ablations.figures import (budget_figure, overfitting_figure, sparsity_figure,
+                               teacher_metric)
 from ablations.registry import Cell
 from ablations.run import build_parser, cell_config, grid, is_finished
 from spd import rundir
@@ -249,6 +250,8 @@ def draw_figures(args, cells: list[Cell], finals: dict, rows: list[Row], out: Pa
         return sparsity_figure(cells, rows, teacher_metric(finals), out)
     if args.name == "overfitting":
         return overfitting_figure(cells, rows, Path(args.results), out)
+    if args.name == "budget":
+        return budget_figure(cells, finals, out)
     return []
 
 
