@@ -12,7 +12,7 @@ RUN_DIR ?= runs/mrpc-spd0.9
 SPD := $(VENV)/bin/spd
 TEACHERS := ablations/results/teachers
 
-.PHONY: install run test teachers ablations clean
+.PHONY: install run test teachers ablations budget results clean
 
 install: $(STAMP)
 
@@ -51,6 +51,16 @@ ablations: install
 	$(PY) -m ablations.tables sparsity --seeds 3
 	$(PY) -m ablations.tables overfitting --seeds 1
 	$(PY) -m ablations.readme_tables
+
+# The recipe study of issue 22 (resumable; about 10 to 35 min a cell on a 2-core CPU), then
+# RESULTS.md and the budget table and figure from the committed runs alone.
+budget: install
+	$(PY) -m ablations.run budget --tasks mrpc --seeds 1
+	$(MAKE) results
+
+results: install
+	$(PY) -m ablations.tables budget --seeds 3 --tasks mrpc stsb sst2
+	$(PY) -m ablations.results_md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

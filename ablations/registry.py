@@ -11,12 +11,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from spd.config import spd_config
+from spd.config import distil_recipe, spd_config
 from spd.tasks import get_task
 
 RESULTS = Path("ablations/results")  # relative, run from the repository root: no machine's
 # absolute path goes into a committed config.json
-PROFILES = ("cpu", "official", "smoke")  # smoke: a few dozen steps per cell, for tests
+PROFILES = ("cpu", "cpu2", "official", "smoke")  # smoke: a few dozen steps per cell, for tests
+SHARED_TEACHERS = ("cpu", "cpu2")  # profiles whose teachers are `teachers/` (one recipe)
 SPD_REFERENCE = "SPD"
 
 
@@ -57,7 +58,7 @@ class Cell:
 
 def teacher_dir(task: str, profile: str, results: Path = RESULTS) -> Path:
     """The task's one teacher (seed 42 of the profile's fine-tuning preset)."""
-    return results / ("teachers" if profile == "cpu" else f"teachers-{profile}") / task
+    return results / ("teachers" if profile in SHARED_TEACHERS else f"teachers-{profile}") / task
 
 
 # Methods: name -> function(task, profile) -> `--set` overrides after the profile's preset.
@@ -116,36 +117,19 @@ def _linear(task: str, profile: str) -> list[str]:
     return ["replace.schedule=linear", "replace.p_0=0.5", f"replace.slope={0.5 / graft_end:.6g}"]
 
 
-def budget_recipe(epochs: float, lr: float = 1e-4, head: bool = True, temperature: float = 2.0,
-                  restart: bool = True, updates_per_epoch: float = 4, precision: str = "bf16",
-                  warmup: float = 0.1) -> list[str]:
-    """A recipe of the budget study, as overrides on the `cpu` preset: `epochs` split 60% prune
-    (p = 0.5, cubic to s_f, `updates_per_epoch` mask updates per pruning epoch), 10% graft, 30%
-    pure student at s_f; AdamW at `lr` with a `warmup` fraction, two decays (the prune stage;
-    the rest) or one; the head (embeddings, pooler, classifier) trained or frozen; the soft
-    cross-entropy at `temperature`; bf16 autocast and length-grouped batches for speed."""
-    prune, graft = round(0.6 * epochs, 3), round(0.1 * epochs, 3)
-    return [f"stages.prune={prune:g}", f"stages.graft={graft:g}",
-            f"stages.finetune={epochs - prune - graft:g}",
-            f"prune.updates={max(1, round(updates_per_epoch * prune))}",
-            f"optim.lr={lr:g}", f"optim.warmup_ratio={warmup:g}",
-            f"optim.lr_restart={restart}".lower(),
-            *(["optim.restart_at=prune_end"] if restart else []),
-            f"train_rest={head}".lower(), f"loss.temperature={temperature:g}",
-            f"precision={precision}", "data.group_by_length=true", "theory_examples=0"]
-
-
 # The budget study's recipes, each a named method (its folder name says what it varies).
 BUDGET_VARIANTS = {
     "budget-e5": dict(epochs=5), "budget-e10": dict(epochs=10), "budget-e20": dict(epochs=20),
+    "budget-e10-rest": dict(epochs=10, head="rest"),
     "budget-e10-lr5e-5": dict(epochs=10, lr=5e-5), "budget-e10-lr2e-4": dict(epochs=10, lr=2e-4),
-    "budget-e10-frozen": dict(epochs=10, head=False), "budget-e10-t1": dict(epochs=10, temperature=1),
+    "budget-e10-frozen": dict(epochs=10, head="frozen"), "budget-e10-t1": dict(epochs=10, temperature=1),
     "budget-e10-onedecay": dict(epochs=10, restart=False),
     "budget-e10-coarse": dict(epochs=10, updates_per_epoch=10 / 6),
     "budget-e5-fp32": dict(epochs=5, precision="fp32"),
+    "budget-e10-lr5e-4": dict(epochs=10, lr=5e-4), "budget-e10-hard": dict(epochs=10, hard=1.0),
 }
 for _name, _kw in BUDGET_VARIANTS.items():
-    method(_name, budget_recipe(**_kw))
+    method(_name, distil_recipe(**_kw))
 
 
 ABLATIONS: dict[str, Callable[[list[str], list[int], str], list[Cell]]] = {}

@@ -22,7 +22,7 @@ from spd.errors import SpdError
 from spd.report import write_run_report
 from spd.interrupt import Stopped, stop_requests
 from spd.grafting import (draw_layers, export_student, make_student, set_layers,
-                          set_trainable_rest, slots, student_layers)
+                          set_trainable_head, set_trainable_rest, slots, student_layers)
 from spd.schedules import (constant_rate, cubic_sparsity, linear_rate, stage_bounds, staged_lr,
                            three_stage_rate)
 from spd.tasks import Task, get_task
@@ -177,6 +177,8 @@ class Student:
         self.pad_id = tokenizer.pad_token_id
         self.model = make_student(teacher, cfg.graft_teacher_dropout)
         set_trainable_rest(self.model, cfg.train_rest)
+        if cfg.train_head:
+            set_trainable_head(self.model, True)
         self.linears = pruning.prunable_linears(student_layers(self.model))
         pruning.attach_masks(self.linears)
         self.n_layers = len(slots(self.model))
@@ -212,7 +214,8 @@ class Student:
             t_out = self.teacher_forward(**inputs, output_hidden_states=True,
                                          output_attentions=True)
         # With no student layer drawn and the rest frozen nothing trains: skip DDP's bookkeeping.
-        model = self.ddp if bool(draws.any()) or cfg.train_rest else self.model
+        trains_outside = cfg.train_rest or cfg.train_head
+        model = self.ddp if bool(draws.any()) or trains_outside else self.model
         if cfg.graft_teacher_dropout:
             self.model.train()
         with autocast(self.device, cfg.precision):

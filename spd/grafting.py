@@ -81,6 +81,16 @@ def student_layers(student: nn.Module) -> nn.ModuleList:
     return nn.ModuleList(slot.student for slot in slots(student))
 
 
+def set_trainable_head(student: nn.Module, trainable: bool) -> None:
+    """Make the pooler and classifier trainable (or frozen, the default): every parameter
+    outside the encoder layers and the embeddings."""
+    inner = {id(p) for slot in slots(student) for p in slot.parameters()}
+    inner |= {id(p) for p in student.base_model.embeddings.parameters()}
+    for p in student.parameters():
+        if id(p) not in inner:
+            p.requires_grad_(trainable)
+
+
 def set_trainable_rest(student: nn.Module, trainable: bool) -> None:
     """Make embeddings, pooler and classifier trainable (or frozen, the default)."""
     layer_ids = {id(p) for slot in slots(student) for p in slot.parameters()}

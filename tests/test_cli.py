@@ -139,7 +139,7 @@ def test_a_run_saved_before_a_field_existed_is_the_same_configuration(tmp_path):
     from spd import rundir
     from spd.config import spd_config, to_dict
 
-    cfg = spd_config("mrpc", "teacher")
+    cfg = spd_config("mrpc", "teacher", "cpu")
     old = to_dict(cfg)
     del old["prune"]["pattern"], old["theory_examples"]  # fields added after the run was saved
     rundir.write_json(tmp_path / "config.json", old)

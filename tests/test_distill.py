@@ -130,11 +130,11 @@ def test_killed_run_resumes_to_the_uninterrupted_result(pruned, tiny_teacher, sm
     assert_same_weights(out, pruned)
 
 
-from spd.config import spd_config  # noqa: E402
+from spd.config import DEFAULT_PRESET, spd_config  # noqa: E402
 from spd.distill import audit, make_plan  # noqa: E402
 
 
-def _audit(preset="cpu", overrides=(), steps_per_epoch=100):
+def _audit(preset=DEFAULT_PRESET, overrides=(), steps_per_epoch=100):
     cfg = spd_config("mrpc", "t", preset, list(overrides))
     return audit(cfg, make_plan(cfg, steps_per_epoch))
 
@@ -156,6 +156,7 @@ def test_audit_flags_window_shorter_than_an_interval_and_sparsity_never_reached(
 
 def test_default_preset_raises_no_warning():
     assert _audit() == []
+    assert _audit("cpu") == []  # the recipe before it
 
 
 def spd_run(model, glue, out, sparsity, *extra) -> list[str]:

@@ -84,6 +84,15 @@ def test_only_student_layers_train_by_default(pair):
     assert not any(".teacher." in n for n, p in student.named_parameters() if p.requires_grad)
 
 
+def test_train_head_trains_pooler_and_classifier_but_not_the_embeddings(pair):
+    _, student = pair
+    grafting.set_trainable_head(student, True)
+    trainable = {n for n, p in student.named_parameters() if p.requires_grad}
+    assert any("classifier" in n for n in trainable) and any("pooler" in n for n in trainable)
+    assert not any("embeddings" in n or ".teacher." in n for n in trainable)
+    assert all(".student." in n or n.startswith(("classifier", "bert.pooler")) for n in trainable)
+
+
 def test_teacher_layers_stay_in_eval_mode(pair):
     _, student = pair
     student.train()
