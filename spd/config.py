@@ -145,13 +145,16 @@ class StagesConfig:
     """Lengths of SPD's three stages, in epochs or steps.
 
     prune: masks follow the cubic schedule to the target sparsity, p stays p_0 (three_stage);
-    graft: p ramps to 1; finetune: the pure student trains (p = 1).
+    graft: p ramps to 1; finetune: the pure student trains (p = 1). max_steps: a cap on the
+    whole run (0: none); a longer plan has every stage scaled down in proportion, so that a
+    recipe given in epochs fits a large task (SST-2) in the same budget.
     """
 
     unit: str = "epochs"
     prune: float = 2.0
     graft: float = 1.0
     finetune: float = 1.0
+    max_steps: int = 0
 
     def __post_init__(self):
         _choice("stages.unit", self.unit, STAGE_UNITS)
@@ -159,6 +162,7 @@ class StagesConfig:
             _nonneg(f"stages.{name}", getattr(self, name))
         total = self.prune + self.graft + self.finetune
         _check("stages (prune + graft + finetune)", total, total > 0, "a total length > 0")
+        _check("stages.max_steps", self.max_steps, self.max_steps >= 0, "an integer >= 0 (0: no cap)")
 
 
 @dataclass(frozen=True)
@@ -303,6 +307,8 @@ class SPDConfig:
         train_rest: also train embeddings, pooler and classifier (official: frozen).
         train_head: also train the pooler and classifier, the embeddings staying the teacher's
             (so the error-bound statements, which assume shared embeddings, still apply).
+        student_dropout: dropout in the student while it trains, at the model's own rates;
+            off: none (a heavily pruned student underfits, where dropout only costs).
         theory_examples: at each evaluation, measure the module errors and statement D's
             bound at the current p (theory/README.md) on this many dev examples; 0: off.
         compile: run the frozen teacher's forward pass through `torch.compile` (dynamic
@@ -322,6 +328,7 @@ class SPDConfig:
     checkpoint_every: int = 0
     train_rest: bool = False
     train_head: bool = False
+    student_dropout: bool = True
     theory_examples: int = 8
     compile: bool = False
     precision: str = "auto"
@@ -349,26 +356,29 @@ class SPDConfig:
 
 
 def distil_recipe(epochs: float, lr: float = 1e-4, head: str = "head", temperature: float = 2.0,
-                  restart: bool = True, updates_per_epoch: float = 4, precision: str = "bf16",
-                  warmup: float = 0.1, hard: float = 0.0) -> list[str]:
+                  restart: bool = True, updates: int | None = None, precision: str = "bf16",
+                  warmup: float = 0.1, hard: float = 0.0, dropout: bool = True) -> list[str]:
     """The overrides of a recipe of the budget study (`ablations.run budget`), of which the
     default preset is one: `epochs` split 60% prune (p = p_0, cubic to s_f with
-    `updates_per_epoch` mask updates per pruning epoch), 10% graft, 30% pure student at s_f;
+    `updates` mask updates, by default 4 per pruning epoch and at least 24, so that no update
+    prunes much more than the last on a large task either), 10% graft, 30% pure student at s_f;
     AdamW at `lr` with a `warmup` fraction of each segment and two decays (the prune stage;
     the rest), or one warm-up and decay without `restart`; `head`: pooler and classifier
     trained (head), with the embeddings too (rest), or neither (frozen); the soft cross-entropy
-    at `temperature`, the hard-label term at weight `hard`; `precision`, length-grouped batches,
+    at `temperature`, the hard-label term at weight `hard`; the student's dropout on or off
+    (`dropout`); `precision`, length-grouped batches,
     no statement D probe (time; with head=rest it does not apply)."""
     prune, graft = round(0.6 * epochs, 3), round(0.1 * epochs, 3)
     return [f"stages.unit=epochs", f"stages.prune={prune:g}", f"stages.graft={graft:g}",
             f"stages.finetune={epochs - prune - graft:g}",
-            f"prune.updates={max(1, round(updates_per_epoch * prune))}",
+            f"prune.updates={updates or max(24, round(4 * prune))}",
             f"optim.lr={lr:g}", f"optim.warmup_ratio={warmup:g}",
             f"optim.lr_restart={restart}".lower(),
             *(["optim.restart_at=prune_end"] if restart else []),
             f"train_rest={head == 'rest'}".lower(), f"train_head={head == 'head'}".lower(),
             f"loss.temperature={temperature:g}",
             *([f"loss.hard={hard:g}"] if hard else []),
+            *([] if dropout else ["student_dropout=false"]),
             f"precision={precision}", "data.group_by_length=true", "theory_examples=0"]
 
 

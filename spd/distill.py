@@ -22,7 +22,8 @@ from spd.errors import SpdError
 from spd.report import write_run_report
 from spd.interrupt import Stopped, stop_requests
 from spd.grafting import (draw_layers, export_student, make_student, set_layers,
-                          set_trainable_head, set_trainable_rest, slots, student_layers)
+                          drop_student_dropout, set_trainable_head, set_trainable_rest, slots,
+                          student_layers)
 from spd.schedules import (constant_rate, cubic_sparsity, linear_rate, stage_bounds, staged_lr,
                            three_stage_rate)
 from spd.tasks import Task, get_task
@@ -54,8 +55,13 @@ def make_plan(cfg: SPDConfig, steps_per_epoch: int, n_train: int | None = None) 
     def steps(x: float) -> int:
         return round(x * steps_per_epoch) if cfg.stages.unit == "epochs" else round(x)
 
-    bounds = stage_bounds(steps(cfg.stages.prune), steps(cfg.stages.graft),
-                          steps(cfg.stages.finetune))
+    lengths = [steps(cfg.stages.prune), steps(cfg.stages.graft), steps(cfg.stages.finetune)]
+    cap = cfg.stages.max_steps
+    if cap and sum(lengths) > cap:  # every stage in proportion; the last takes the rounding
+        scale = cap / sum(lengths)
+        prune, graft = round(lengths[0] * scale), round(lengths[1] * scale)
+        lengths = [prune, graft, cap - prune - graft]
+    bounds = stage_bounds(*lengths)
     if bounds[-1] == 0:
         raise SpdError(f"stages: {cfg.stages} round to 0 steps at {steps_per_epoch} steps per "
                        f"epoch; allowed: a total of at least one step")
@@ -179,6 +185,8 @@ class Student:
         set_trainable_rest(self.model, cfg.train_rest)
         if cfg.train_head:
             set_trainable_head(self.model, True)
+        if not cfg.student_dropout:
+            drop_student_dropout(self.model)
         self.linears = pruning.prunable_linears(student_layers(self.model))
         pruning.attach_masks(self.linears)
         self.n_layers = len(slots(self.model))

@@ -81,6 +81,15 @@ def student_layers(student: nn.Module) -> nn.ModuleList:
     return nn.ModuleList(slot.student for slot in slots(student))
 
 
+def drop_student_dropout(student: nn.Module) -> None:
+    """Set every dropout rate of the student to 0 (its own layers, embeddings and head; the
+    grafted teacher layers are left as they are). The saved model's config keeps its rates."""
+    teacher_side = {id(m) for slot in slots(student) for m in slot.teacher.modules()}
+    for m in student.modules():
+        if isinstance(m, nn.Dropout) and id(m) not in teacher_side:
+            m.p = 0.0
+
+
 def set_trainable_head(student: nn.Module, trainable: bool) -> None:
     """Make the pooler and classifier trainable (or frozen, the default): every parameter
     outside the encoder layers and the embeddings."""

@@ -180,3 +180,20 @@ def test_state_dict_round_trip_keeps_the_outputs(pair, batch):
         torch.testing.assert_close(x, y, rtol=0, atol=0)
     assert pruning.overall_sparsity(pruning.prunable_linears(grafting.student_layers(fresh))) \
         == pytest.approx(0.6, abs=1e-2)
+
+
+def test_dropping_student_dropout_leaves_the_grafted_teacher_layers(tiny_model_dir):
+    teacher = AutoModelForSequenceClassification.from_pretrained(
+        tiny_model_dir, num_labels=2, attn_implementation="eager", hidden_dropout_prob=0.3)
+    student = grafting.make_student(teacher, teacher_dropout=True)
+    grafting.drop_student_dropout(student)
+    teacher_side = {id(m) for slot in grafting.slots(student) for m in slot.teacher.modules()}
+    rates = [(id(m) in teacher_side, m.p) for m in student.modules()
+             if isinstance(m, torch.nn.Dropout)]
+    assert all(p == 0.0 for teacher_owned, p in rates if not teacher_owned)
+    assert any(p > 0 for teacher_owned, p in rates if teacher_owned)
+    student.train()
+    grafting.set_layers(student, torch.ones(2, dtype=torch.bool))
+    g = torch.Generator().manual_seed(1)
+    batch = {"input_ids": torch.randint(5, 1000, (2, 7), generator=g)}
+    assert torch.equal(student(**batch).logits, student(**batch).logits)  # no randomness left

@@ -121,3 +121,17 @@ def test_restart_points_without_restarts_are_refused():
 
     with pytest.raises(SpdError, match="optim.restart_at"):
         spd_config("mrpc", "", "cpu", ["optim.lr_restart=false", "optim.restart_at=prune_end"])
+
+
+@pytest.mark.parametrize("per_epoch, cap", [(115, 3000), (2105, 3000), (2105, 7), (40, 0)])
+def test_max_steps_scales_every_stage_in_proportion(per_epoch, cap):
+    cfg = spd_config("mrpc", "", "cpu", ["stages.prune=6", "stages.graft=1", "stages.finetune=3",
+                                         f"stages.max_steps={cap}"])
+    plan = make_plan(cfg, per_epoch)
+    full = 10 * per_epoch
+    if not cap or full <= cap:
+        assert plan.bounds == (6 * per_epoch, 7 * per_epoch, full)
+        return
+    assert plan.total == cap
+    prune, graft = plan.bounds[0], plan.bounds[1] - plan.bounds[0]
+    assert abs(prune - 0.6 * cap) <= 0.5 and abs(graft - 0.1 * cap) <= 0.5
