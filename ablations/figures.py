@@ -141,6 +141,11 @@ def budget_figure(cells: list[Cell], finals: dict, out: Path) -> list[Path]:
             ax.axhline(teacher[task], color="grey", linestyle="--", label="teacher (dense)")
             ax.axhline(0.95 * teacher[task], color="grey", linestyle=":",
                        label="95% of the teacher")
+        floor = next((f["majority_dev"][metric] for (t, _), runs in sorted(finals.items())
+                      if t == task for f in runs.values() if "majority_dev" in f), None)
+        if floor is not None:
+            ax.axhline(floor, color="firebrick", linestyle="-.", label="constant prediction "
+                       "(majority class / train mean)")
         ax.set(xlabel="wall time of the SPD run (minutes, 2-core CPU)",
                ylabel=f"final dev {metric}", title=f"{task}: budget study at sparsity 0.9")
         ax.legend(fontsize="small", loc="lower right")

@@ -15,7 +15,7 @@ from spd.config import FinetuneConfig, config_hash, to_dict
 from spd.device import autocast, describe, fast_math
 from spd.errors import SpdError
 from spd.interrupt import stop_requests
-from spd.metrics import compute_metrics
+from spd.metrics import compute_metrics, majority_baseline
 from spd.models import load_classifier, load_tokenizer, max_positions
 from spd.schedules import warmup_linear_decay
 from spd.tasks import Task, get_task
@@ -131,6 +131,16 @@ def load_inputs(task: Task, model_name: str, data_cfg, data_dir: Path | None):
     return tokenizer, td, model
 
 
+def majority_dev(td: TaskData) -> dict:
+    """Dev metrics of a constant prediction (the most frequent train label, or the train mean
+    for regression): the floor a collapsed model sits at, beside every result."""
+    train = [e["label"] for e in td.train]
+    out = {}
+    for split, suffix in td.task.dev_splits.items():
+        out.update(majority_baseline(td.task, train, [e["label"] for e in td.dev[split]], suffix))
+    return {k: float(v) for k, v in out.items()}
+
+
 def run_summary(cfg, td: TaskData, records: list[dict], best: dict, steps: int,
                 steps_per_epoch: int, wall: float, env: dict, command: list[str] | None) -> dict:
     """The fields of `final.json` that every kind of run shares."""
@@ -138,6 +148,7 @@ def run_summary(cfg, td: TaskData, records: list[dict], best: dict, steps: int,
         "task": td.task.name, "seed": cfg.seed, "config_hash": config_hash(cfg),
         "steps": steps, "epochs": steps / steps_per_epoch, "wall_time_s": wall,
         "main_metric": td.task.main_metric, "dev": records[-1]["dev"],
+        "majority_dev": majority_dev(td),
         "best_dev_during_training": best, "train_subset": records[-1].get("train_subset"),
         "num_train_examples": len(td.train),
         "num_dev_examples": {s: len(e) for s, e in td.dev.items()},

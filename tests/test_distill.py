@@ -343,3 +343,15 @@ def test_bf16_grouped_run_resumes_bitwise_and_keeps_fp32_state(tiny_teacher, sma
     assert json.loads((whole / "final.json").read_text())["teacher_dev"] == teacher_final["dev"]
     lrs = [r["lr"] for r in read_metrics(whole)]
     assert lrs != sorted(lrs, reverse=True)  # the warm-up restarted after the prune stage
+
+
+def test_final_json_records_the_constant_prediction_floor(pruned, small_glue):
+    """majority_dev: the dev metrics of always predicting the most frequent train label."""
+    def labels(split):
+        rows = (small_glue / "rte" / f"{split}.jsonl").read_text().splitlines()
+        return [json.loads(r)["label"] for r in rows]
+
+    train, dev = labels("train"), labels("validation")
+    top = max(set(train), key=lambda c: (train.count(c), -c))  # ties: the lower label
+    final = json.loads((pruned / "final.json").read_text())
+    assert final["majority_dev"] == {"accuracy": dev.count(top) / len(dev)}
