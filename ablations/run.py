@@ -30,7 +30,7 @@ from pathlib import Path
 
 from ablations.registry import ABLATIONS, DEFAULT_TASKS, PROFILES, RESULTS, Cell, teacher_dir
 from spd import rundir
-from spd.cli import EXIT_BAD_INPUT, _Parser
+from spd.cli import EXIT_BAD_INPUT, OneLineParser
 from spd.cli import main as spd_main
 from spd.config import finetune_config, spd_config
 from spd.errors import SpdError, bad_value
@@ -156,9 +156,10 @@ def shard(cells: list[Cell], spec: str | None) -> list[Cell]:
     return cells[i::n]
 
 
-def build_parser(prog: str = "python -m ablations.run", description: str = __doc__) -> _Parser:
+def build_parser(prog: str = "python -m ablations.run",
+                 description: str = __doc__) -> OneLineParser:
     """The grid options, shared by the runner and `ablations.tables`."""
-    p = _Parser(prog=prog, description=description.split("\n")[0])
+    p = OneLineParser(prog=prog, description=description.split("\n")[0])
     p.add_argument("name", help=f"ablation: {', '.join(ABLATIONS)}")
     p.add_argument("--tasks", nargs="+", help="GLUE tasks (default: the ablation's own)")
     p.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1 (default 3)")

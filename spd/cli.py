@@ -12,7 +12,7 @@ from spd.interrupt import Stopped
 EXIT_BAD_INPUT = 2
 
 
-class _Parser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
     """argparse, but its usage errors are one line like every other spd refusal."""
 
     def error(self, message):
@@ -71,8 +71,9 @@ def _add_spd(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="spd", description="Sparse Progressive Distillation research suite.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = OneLineParser(prog="spd",
+                           description="Sparse Progressive Distillation research suite.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     ft = sub.add_parser("finetune", help="fine-tune a dense teacher on a GLUE task")
     _add_common(ft)
@@ -114,6 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
                     "shuffled vs length-grouped batches) and estimate an epoch of each")
     be.add_argument("--data-dir", help="local GLUE folder for --epoch-steps (default: "
                     "$SPD_DATA_DIR, else the hub)")
+    th = sub.add_parser("theory", help="check the error-bound statements A to D on a finished "
+                        "SPD run against its teacher; write theory.json, theory.md and plots")
+    th.add_argument("run", metavar="RUN_DIR", help="an SPD run folder (spd prune / spd run)")
+    th.add_argument("--output", help="folder for theory.json, theory.md and plots (default: the "
+                    "run)")
+    th.add_argument("--examples", type=int, default=32, help="dev examples, one batch (default 32)")
+    th.add_argument("--data-dir", help="local GLUE folder (default: $SPD_DATA_DIR, else the hub)")
     ev = sub.add_parser("evaluate", help="print a model's GLUE dev metrics as JSON")
     _add_common(ev)
     ev.add_argument("--model", required=True, help="a run's model/ folder, a run folder or a hub id")
@@ -250,6 +258,14 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_theory(args) -> int:
+    from spd.probe import check_run
+
+    print(check_run(Path(args.run), args.output, args.examples, data_dir_from(args.data_dir),
+                    " ".join(["spd", *sys.argv[1:]])))
+    return 0
+
+
 def cmd_report(args) -> int:
     from spd.report import load_finals, table, write_run_report
 
@@ -269,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
 
         quiet_transformers()
         return {"finetune": cmd_finetune, "prune": cmd_prune, "run": cmd_run,
-                "evaluate": cmd_evaluate, "report": cmd_report, "bench": cmd_bench}[args.command](args)
+                "evaluate": cmd_evaluate, "report": cmd_report, "bench": cmd_bench,
+                "theory": cmd_theory}[args.command](args)
     except SpdError as e:
         print(f"spd: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -29,7 +29,7 @@ from spd.schedules import (constant_rate, cubic_sparsity, linear_rate, stage_bou
 from spd.tasks import Task, get_task
 from spd.train import (compiled, evaluate, evaluate_dev, finished_run, load_inputs,
                        make_optimizer, progress_bar, run_summary, seed_everything, to_device)
-from theory.check import probe
+from spd.probe import probe
 
 log = logging.getLogger(__name__)
 SPARSITY_FILE = "sparsity.json"

@@ -3,7 +3,7 @@ from pathlib import Path
 
 from spd import rundir
 from spd.errors import SpdError
-from theory.check import slack_cell
+from theory.bounds import slack_text
 
 
 def load_finals(run_dirs: list[Path]) -> list[dict]:
@@ -166,13 +166,14 @@ def bounds_section(records: list[dict]) -> list[str]:
              f"The teacher constants K_l are local estimates ({first['lip_iters']} power "
              f"iterations at {first['lip_points']} points between the teacher's and the student's "
              f"input to each layer): numerical evidence, not certificates. Full check: "
-             f"`python -m theory.check --student RUN_DIR`.", "",
+             f"`spd theory RUN_DIR`.", "",
              "| step | stage | p | E_R \\|\\|f_R - f_T\\|\\| | D bound | slack | holds | "
              "\\|\\|f_S - f_T\\|\\| | \\|\\|f_T\\|\\| |", "|---|---|---|---|---|---|---|---|---|"]
     for r in probes:
         t, d = r["theory"], r["theory"]["D"]
         lines.append(f"| {r['step']} | {r['stage']} | {t['p']:.3f} | {d['measured']:.4g} | "
-                     f"{d['bound']:.4g} | {slack_cell(d)} | {'yes' if d['holds'] else '**no**'} | "
+                     f"{d['bound']:.4g} | {slack_text(d['slack'])} | "
+                     f"{'yes' if d['holds'] else '**no**'} | "
                      f"{t['student_error']:.4g} | {t['output_norm_teacher']:.4g} |")
     return [*lines, "", f"![statement D and module errors during training]({BOUNDS_PLOT})", ""]
 

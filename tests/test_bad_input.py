@@ -86,7 +86,7 @@ CATALOGUE = {
     "bad --shard": (["@ablations", "components", "--shard", "3/2", "--results", "{out}"], None,
                     "--shard: got '3/2'"),
     "theory check of a teacher of another architecture": (
-        ["@theory", "--student", "{out}", "--data-dir", "{glue}"], "theory_other_arch",
+        ["theory", "{out}", "--data-dir", "{glue}"], "theory_other_arch",
         "does not have the student's architecture"),
 }
 
@@ -207,7 +207,7 @@ def run_case(name: str, places: dict, tmp: Path) -> tuple[int, str, dict | None,
         (out / "config.json").write_text(json.dumps({**config, "teacher": str(teacher)}))
     before = snapshot(out)
     args = [fill(a, places, tmp, out) for a in argv]
-    program = {"@ablations": ["-m", "ablations.run"], "@theory": ["-m", "theory.check"]}.get(
+    program = {"@ablations": ["-m", "ablations.run"]}.get(
         args[0], ["-m", "spd", args[0]])
     proc = subprocess.run([sys.executable, *program, *args[1:]], cwd=REPO, capture_output=True,
                           text=True, timeout=300)

@@ -21,7 +21,7 @@ def instances(draw, max_depth: int = 5):
     if draw(st.booleans()):
         student = toy.perturbed(teacher, draw(st.floats(1e-4, 1.0)), seed + 1)
     else:
-        student = toy.pruned(teacher, draw(st.floats(0.0, 0.99)))
+        student = toy.pruned(teacher, draw(st.floats(0.0, 0.99)), topk_mask)
     tokens = draw(st.integers(1, 4))
     x = torch.randn(tokens, width, generator=torch.Generator().manual_seed(seed + 2),
                     dtype=torch.float64)

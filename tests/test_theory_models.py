@@ -1,5 +1,5 @@
-"""theory/ on real (tiny, random) BERT layers: local-constant versions of A to D, and the
-`python -m theory.check` command on an SPD run."""
+"""theory/ on real (tiny, random) BERT layers through spd's adapter (`spd.probe`):
+local-constant versions of A to D, and the `spd theory RUN_DIR` command on an SPD run."""
 import copy
 import json
 
@@ -9,7 +9,7 @@ from transformers import AutoModelForSequenceClassification
 
 from spd import pruning
 from spd.cli import main as spd_main
-from theory import check
+from spd import probe as check
 
 
 @pytest.fixture()
@@ -48,8 +48,8 @@ def test_theory_check_command_writes_json_md_and_plots(tiny_model_dir, small_glu
                      "--set", "data.batch_size=8", "--teacher-set", "data.batch_size=8"]) == 0
     out = tmp_path / "report"
     capsys.readouterr()
-    assert check.main(["--student", str(run), "--output", str(out), "--examples", "6",
-                       "--data-dir", str(small_glue)]) == 0
+    assert spd_main(["theory", str(run), "--output", str(out), "--examples", "6",
+                     "--data-dir", str(small_glue)]) == 0
     assert "all bounds hold" in capsys.readouterr().out
     result = json.loads((out / "theory.json").read_text())
     md = (out / "theory.md").read_text()
@@ -60,7 +60,7 @@ def test_theory_check_command_writes_json_md_and_plots(tiny_model_dir, small_glu
 
 
 def test_theory_check_refuses_a_folder_without_an_spd_run(tmp_path, capsys):
-    assert check.main(["--student", str(tmp_path)]) == 2
+    assert spd_main(["theory", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(tmp_path) in err
 

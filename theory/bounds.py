@@ -33,6 +33,18 @@ class Check:
     def holds(self, rtol: float = 1e-9, atol: float = 1e-12) -> bool:
         return self.measured <= self.bound * (1 + rtol) + atol
 
+    def as_row(self) -> dict:
+        """This check as JSON, both sides, the slack (null when nothing was measured: JSON has
+        no infinity) and its table text."""
+        slack = self.slack if math.isfinite(self.slack) else None
+        return {"statement": self.statement, "measured": self.measured, "bound": self.bound,
+                "slack": slack, "slack_cell": slack_text(slack), "holds": self.holds()}
+
+
+def slack_text(slack: float | None) -> str:
+    """A slack as a table cell: '-' when nothing was measured."""
+    return "-" if slack is None else f"{slack:.3g}"
+
 
 def norm(x: torch.Tensor) -> float:
     return float(torch.linalg.vector_norm(x.double()))

@@ -51,12 +51,12 @@ def perturbed(stack: list[Block], size: float, seed: int) -> list[Block]:
     return [replace(b, w1=move(b.w1), b1=move(b.b1), w2=move(b.w2), b2=move(b.b2)) for b in stack]
 
 
-def pruned(stack: list[Block], sparsity: float) -> list[Block]:
-    """Both weight matrices of every block magnitude-pruned to `sparsity` (spd's masks)."""
-    from spd.masks import topk_mask
-
+def pruned(stack: list[Block], sparsity: float, mask_fn) -> list[Block]:
+    """Both weight matrices of every block pruned to `sparsity` by `mask_fn(scores, sparsity)
+    -> bool mask` on |w| (e.g. spd's `spd.masks.topk_mask`: theory takes it as an argument and
+    imports nothing from spd)."""
     def prune(t):
-        return t * topk_mask(t.abs(), sparsity)
+        return t * mask_fn(t.abs(), sparsity)
 
     return [replace(b, w1=prune(b.w1), w2=prune(b.w2)) for b in stack]
 

@@ -1,6 +1,8 @@
-"""Check statements A to D on a real SPD student against its teacher, on real dev data.
+"""Statements A to D on Hugging Face models: the adapter from transformers layers to
+`theory`'s plain functions, the training-time probe of statement D, and the full check of an
+SPD run against its teacher on real dev data.
 
-    python -m theory.check --student RUN_DIR [--output DIR] [--examples 32] [--data-dir D]
+    spd theory RUN_DIR [--output DIR] [--examples 32] [--data-dir D]
 
 The layers are the encoder layers of the two models (embeddings, pooler and head are shared
 and frozen in SPD, so the statements are about the encoder), run in float64 on the embedding
@@ -11,24 +13,25 @@ theory.json, theory.md and two plots into `--output` (default: the run folder).
 """
 import copy
 import logging
-import math
-import sys
 from pathlib import Path
 
 import torch
 
+from spd import data, rundir
+from spd.errors import SpdError
+from spd.models import check_same_architecture, load_classifier, load_tokenizer
+from spd.pruning import encoder_layers
+from spd.tasks import get_task
 from theory import bounds
 from theory.lipschitz import local_lipschitz
 
-log = logging.getLogger("theory.check")
+log = logging.getLogger(__name__)
 P_GRID = tuple(i / 10 for i in range(11))
 
 
 def layer_functions(model, inputs: dict) -> tuple[torch.Tensor, list]:
     """The embedding output and each encoder layer as a function of hidden states alone, with
     the attention mask the model itself passes its layers (captured by a pre-hook)."""
-    from spd.pruning import encoder_layers
-
     layers = encoder_layers(model)
     captured = {}
 
@@ -99,7 +102,7 @@ def check_models(teacher, student, inputs: dict, p_grid=P_GRID, lip_points: int 
     return {
         "layers": L, "K_teacher": K, "K_student": Kp, "module_errors": module_errors,
         "output_norm_teacher": bounds.norm(t[-1]),
-        "checks": {k: [_row(c) for c in v] if isinstance(v, list) else _row(v)
+        "checks": {k: [c.as_row() for c in v] if isinstance(v, list) else v.as_row()
                    for k, v in checks.items()},
         "D_linear_bound": [{"p": p, "bound": en.linear_bound(p)} for p in p_grid],
         "D_polynomial": en.polynomial(),
@@ -123,18 +126,8 @@ def probe(teacher, student, inputs: dict, p: float, lip_points: int = 2,
                               "hybrid_inputs": en.mean_module_errors(p)},
             "output_norm_teacher": bounds.norm(t[-1]),
             "student_error": bounds.norm(s[-1] - t[-1]),
-            "D": _row(en.check(p)),
+            "D": en.check(p).as_row(),
         }
-
-
-def _row(c: bounds.Check) -> dict:
-    """One check as JSON; slack is null when nothing was measured (JSON has no infinity)."""
-    return {"statement": c.statement, "measured": c.measured, "bound": c.bound,
-            "slack": c.slack if math.isfinite(c.slack) else None, "holds": c.holds()}
-
-
-def slack_cell(row: dict) -> str:
-    return "-" if row["slack"] is None else f"{row['slack']:.3g}"
 
 
 def report_md(result: dict, meta: dict) -> str:
@@ -164,7 +157,8 @@ def report_md(result: dict, meta: dict) -> str:
               "|---|---|---|---|---|"]
     for row in [c["B1"], c["B2"], *c["C"], *c["D"]]:
         lines.append(f"| {row['statement']} | {row['measured']:.4g} | {row['bound']:.4g} | "
-                     f"{slack_cell(row)} | {'yes' if row['holds'] else '**no**'} |")
+                     f"{bounds.slack_text(row['slack'])} | "
+                     f"{'yes' if row['holds'] else '**no**'} |")
     lines += ["", "B1: student inputs, teacher constants; B2: teacher inputs, student constants; "
               "C[l]: only layer l grafted (0-based); D(p): E over random replacement sets, exact "
               "by enumeration of all 2^L sets; its bound is p * sum_l ebar_l(p) * prod_{k>l} K_k.",
@@ -201,63 +195,41 @@ def plots(result: dict, out: Path) -> None:
     plt.close("all")
 
 
-def main(argv: list[str] | None = None) -> int:
-    from spd import data, rundir
-    from spd.cli import data_dir_from
-    from spd.errors import SpdError
-    from spd.cli import _Parser
-    from spd.models import (check_same_architecture, load_classifier, load_tokenizer,
-                            quiet_transformers)
-    from spd.tasks import get_task
-
-    parser = _Parser(prog="python -m theory.check", description=__doc__.split("\n")[0])
-    parser.add_argument("--student", required=True, help="an SPD run folder (spd prune / spd run)")
-    parser.add_argument("--output", help="folder for theory.json, theory.md and plots (default: the run)")
-    parser.add_argument("--examples", type=int, default=32, help="dev examples (one batch)")
-    parser.add_argument("--data-dir", help="local GLUE folder (default: $SPD_DATA_DIR, else the hub)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="theory: %(message)s")
-    quiet_transformers()
-    try:
-        run = Path(args.student)
-        final = rundir.read_json(run / rundir.FINAL) if (run / rundir.FINAL).is_file() else None
-        if final is None or "teacher" not in final:
-            raise SpdError(f"--student: {str(run)!r} holds no finished SPD run; allowed: a run "
-                           f"folder written by spd prune or spd run")
-        if args.examples < 1:
-            raise SpdError(f"--examples: got {args.examples}; allowed: an integer >= 1")
-        task = get_task(final["task"])
-        teacher_src = rundir.model_source(final["teacher"])
-        tokenizer = load_tokenizer(str(run / rundir.MODEL))
-        rows = data.load_split(task, next(iter(task.dev_splits)), data_dir_from(args.data_dir))
-        enc = data.encode(rows[:args.examples], task, tokenizer,
-                          rundir.read_json(run / rundir.CONFIG)["data"]["max_length"])
-        batch = data.collate(enc, tokenizer.pad_token_id)
-        inputs = {k: v for k, v in batch.items() if k != "labels"}
-        teacher = load_classifier(teacher_src, task)
-        student = load_classifier(str(run / rundir.MODEL), task)
-        check_same_architecture(teacher, student, teacher_src)
-        out = Path(args.output) if args.output else run
-        out.mkdir(parents=True, exist_ok=True)
-    except SpdError as e:
-        print(f"theory: error: {e}", file=sys.stderr)
-        return 2
+def check_run(run: Path, output: Path | None, examples: int, data_dir: Path | None,
+              command: str) -> str:
+    """`spd theory`: check a finished SPD run against its teacher on `examples` dev examples;
+    writes theory.json, theory.md and two plots into `output` (default: the run) and returns
+    the line to print."""
+    run = Path(run)
+    final = rundir.read_json(run / rundir.FINAL) if (run / rundir.FINAL).is_file() else None
+    if final is None or "teacher" not in final:
+        raise SpdError(f"RUN_DIR: {str(run)!r} holds no finished SPD run; allowed: a run folder "
+                       f"written by spd prune or spd run")
+    if examples < 1:
+        raise SpdError(f"--examples: got {examples}; allowed: an integer >= 1")
+    task = get_task(final["task"])
+    teacher_src = rundir.model_source(final["teacher"])
+    tokenizer = load_tokenizer(str(run / rundir.MODEL))
+    rows = data.load_split(task, next(iter(task.dev_splits)), data_dir)
+    enc = data.encode(rows[:examples], task, tokenizer,
+                      rundir.read_json(run / rundir.CONFIG)["data"]["max_length"])
+    batch = data.collate(enc, tokenizer.pad_token_id)
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    teacher = load_classifier(teacher_src, task)
+    student = load_classifier(str(run / rundir.MODEL), task)
+    check_same_architecture(teacher, student, teacher_src)
+    out = Path(output) if output else run
+    out.mkdir(parents=True, exist_ok=True)
     lip_points, lip_iters = 3, 10
     log.info("checking %s against %s on %d %s dev examples", run, teacher_src, len(enc), task.name)
     result = check_models(teacher, student, inputs, lip_points=lip_points, lip_iters=lip_iters)
     meta = {"run": str(run), "teacher": final["teacher"], "task": task.name,
             "sparsity": final["sparsity"], "examples": len(enc), "lip_points": lip_points,
-            "lip_iters": lip_iters,
-            "command": " ".join(["python -m theory.check", *(argv if argv is not None else sys.argv[1:])])}
+            "lip_iters": lip_iters, "command": command}
     rundir.write_json(out / "theory.json", {"meta": meta, **result})
     rundir.write_text(out / "theory.md", report_md(result, meta))
     plots(result, out)
     bad = [r["statement"] for k, v in result["checks"].items() if k != "A"
            for r in (v if isinstance(v, list) else [v]) if not r["holds"]]
-    print(f"theory: {'all bounds hold' if not bad else 'bounds violated: ' + ', '.join(bad)}; "
-          f"{out / 'theory.md'}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return (f"theory: {'all bounds hold' if not bad else 'bounds violated: ' + ', '.join(bad)}; "
+            f"{out / 'theory.md'}")
