@@ -28,7 +28,9 @@ from torch import nn
 from spd import pruning, rundir
 from spd.config import spd_config
 from spd.device import autocast, describe, fast_math
-from spd.distill import Progress, Student, make_plan, spd_loss
+from spd.distill import Progress, Student
+from spd.losses import spd_loss
+from spd.schedules import make_plan
 from spd.grafting import draw_layers, set_layers
 from spd.models import load_classifier, load_tokenizer
 from spd.tasks import get_task

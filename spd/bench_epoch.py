@@ -16,7 +16,8 @@ import torch
 from spd import data, pruning
 from spd.config import spd_config
 from spd.device import autocast_dtype, cpu_has_fast_bf16, describe, fast_math
-from spd.distill import Progress, Student, make_plan
+from spd.distill import Progress, Student
+from spd.schedules import make_plan
 from spd.tasks import get_task
 from spd.train import load_inputs
 

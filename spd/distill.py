@@ -2,8 +2,8 @@
 
 One step: update the masks if the cubic schedule moved, draw which layers run as student,
 run the teacher (eval, no grad) and the grafted student on the same batch, and take an AdamW
-step on the weighted sum of the loss terms. Schedules are pure functions of the step (see
-`spd.schedules`); this module only wires them to the model.
+step on the weighted sum of the loss terms (`spd.losses.spd_loss`). The plan and every schedule
+are pure functions of the step (`spd.schedules`); this module only wires them to the model.
 """
 import logging
 import math
@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
-from spd import data, losses, parallel, pruning, resume, rundir
+from spd import data, parallel, pruning, resume, rundir
 from spd.config import SPDConfig, to_dict
 from spd.device import autocast, describe, fast_math
 from spd.errors import SpdError
@@ -24,65 +23,15 @@ from spd.interrupt import Stopped, stop_requests
 from spd.grafting import (draw_layers, export_student, make_student, set_layers,
                           drop_student_dropout, set_trainable_head, set_trainable_rest, slots,
                           student_layers)
-from spd.schedules import (constant_rate, cubic_sparsity, linear_rate, stage_bounds, staged_lr,
-                           three_stage_rate)
-from spd.tasks import Task, get_task
+from spd.losses import spd_loss
+from spd.schedules import Plan, lr_at, make_plan, replace_p_at, sparsity_at
+from spd.tasks import get_task
 from spd.train import (compiled, evaluate, evaluate_dev, finished_run, load_inputs,
                        make_optimizer, progress_bar, run_summary, seed_everything, to_device)
 from spd.probe import probe
 
 log = logging.getLogger(__name__)
 SPARSITY_FILE = "sparsity.json"
-
-
-@dataclass(frozen=True)
-class Plan:
-    """The step-level numbers of a run, derived once from its config and the epoch length."""
-
-    steps_per_epoch: int
-    bounds: tuple[int, int, int]  # prune_end, graft_end, total
-    interval: int  # steps between mask updates
-    window: int  # steps from the first mask update to s_f
-
-    @property
-    def total(self) -> int:
-        return self.bounds[-1]
-
-
-def make_plan(cfg: SPDConfig, steps_per_epoch: int, n_train: int | None = None) -> Plan:
-    """The plan of a run of `cfg` at `steps_per_epoch`; `n_train` (training examples, by
-    default steps_per_epoch * batch size) places the updates of prune.grid=official."""
-    def steps(x: float) -> int:
-        return round(x * steps_per_epoch) if cfg.stages.unit == "epochs" else round(x)
-
-    lengths = [steps(cfg.stages.prune), steps(cfg.stages.graft), steps(cfg.stages.finetune)]
-    cap = cfg.stages.max_steps
-    if cap and sum(lengths) > cap:  # every stage in proportion; the last takes the rounding
-        scale = cap / sum(lengths)
-        prune, graft = round(lengths[0] * scale), round(lengths[1] * scale)
-        lengths = [prune, graft, cap - prune - graft]
-    bounds = stage_bounds(*lengths)
-    if bounds[-1] == 0:
-        raise SpdError(f"stages: {cfg.stages} round to 0 steps at {steps_per_epoch} steps per "
-                       f"epoch; allowed: a total of at least one step")
-    if cfg.prune.updates == 0:
-        return Plan(steps_per_epoch, bounds, 1, 0)
-    if cfg.prune.grid == "official":
-        return _official_grid(cfg, steps_per_epoch, bounds, n_train)
-    interval = max(1, bounds[0] // (cfg.prune.updates + 1))
-    return Plan(steps_per_epoch, bounds, interval, interval * cfg.prune.updates)
-
-
-def _official_grid(cfg: SPDConfig, steps_per_epoch: int, bounds, n_train: int | None) -> Plan:
-    """The official code's update grid: `freq = int(n / 32 * prune_epochs / 12)` steps apart
-    (its batch of 32 is spd's batch size, its 12 is updates + 1), and the cubic fraction
-    k / (window // freq) with window = int(n / 32) * prune_epochs, so that on MRPC's 30
-    pruning epochs 11 updates land at steps 286, 572, ..., 3146 and the last reaches s_f."""
-    n = n_train if n_train is not None else steps_per_epoch * cfg.data.batch_size
-    per_epoch = n / cfg.data.batch_size
-    interval = max(1, int(per_epoch * cfg.stages.prune / (cfg.prune.updates + 1)))
-    updates = int(int(per_epoch) * cfg.stages.prune) // interval
-    return Plan(steps_per_epoch, bounds, interval, interval * updates)
 
 
 def audit(cfg: SPDConfig, plan: Plan) -> list[str]:
@@ -106,44 +55,6 @@ def audit(cfg: SPDConfig, plan: Plan) -> list[str]:
         warnings.append("the final stage (pure student, p = 1) has length 0: the exported student "
                         "never trains alone")
     return warnings
-
-
-def sparsity_at(step: int, cfg: SPDConfig, plan: Plan) -> float:
-    return cubic_sparsity(step, cfg.prune.initial, cfg.prune.sparsity, 0, plan.window, plan.interval)
-
-
-def replace_p_at(step: int, cfg: SPDConfig, plan: Plan) -> float:
-    r = cfg.replace
-    if r.schedule == "constant":
-        return constant_rate(step, r.p_0)
-    if r.schedule == "linear":
-        return linear_rate(step, r.p_0, r.slope)
-    return three_stage_rate(step, r.p_0, plan.bounds[0], plan.bounds[1])
-
-
-def lr_at(step: int, cfg: SPDConfig, plan: Plan) -> float:
-    o = cfg.optim
-    if not o.lr_restart:
-        return staged_lr(step, plan.bounds, False, round(o.warmup_ratio * plan.total))
-    segments = plan.bounds if o.restart_at == "every_stage" else (plan.bounds[0], plan.total)
-    return staged_lr(step, segments, True, o.warmup_ratio)
-
-
-def spd_loss(s_out, t_out, labels: torch.Tensor, task: Task, cfg) -> tuple[torch.Tensor, dict]:
-    """The weighted SPD loss and each term (unweighted), from both models' outputs."""
-    target = labels if cfg.regression_target == "gold" else t_out.logits.squeeze(-1)
-    hard = (F.mse_loss(s_out.logits.squeeze(-1), labels.to(s_out.logits.dtype)) if task.is_regression
-            else F.cross_entropy(s_out.logits, labels))
-    terms = {
-        "hidden": losses.hidden_mse(s_out.hidden_states, t_out.hidden_states),
-        "attention": losses.attention_mse(s_out.attentions, t_out.attentions),
-        "prediction": losses.prediction_loss(s_out.logits, t_out.logits, target,
-                                             cfg.temperature, task.is_regression,
-                                             cfg.soft_ce_classes),
-        "hard": hard,
-    }
-    total = sum(getattr(cfg, name) * term for name, term in terms.items())
-    return total, terms
 
 
 def teacher_path(name: str) -> str:

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from spd.tasks import Task
+
 
 def hidden_mse(student: Sequence[torch.Tensor], teacher: Sequence[torch.Tensor]) -> torch.Tensor:
     """Sum over the L+1 hidden states (embedding output and every layer) of the mean squared error."""
@@ -40,3 +42,19 @@ def prediction_loss(z_s: torch.Tensor, z_t: torch.Tensor, target: torch.Tensor, 
     if regression:
         return F.mse_loss(z_s.squeeze(-1), target.to(z_s.dtype))
     return soft_cross_entropy(z_s, z_t, tau, classes)
+
+
+def spd_loss(s_out, t_out, labels: torch.Tensor, task: Task, cfg) -> tuple[torch.Tensor, dict]:
+    """The weighted SPD loss and each term (unweighted), from both models' outputs."""
+    target = labels if cfg.regression_target == "gold" else t_out.logits.squeeze(-1)
+    hard = (F.mse_loss(s_out.logits.squeeze(-1), labels.to(s_out.logits.dtype))
+            if task.is_regression else F.cross_entropy(s_out.logits, labels))
+    terms = {
+        "hidden": hidden_mse(s_out.hidden_states, t_out.hidden_states),
+        "attention": attention_mse(s_out.attentions, t_out.attentions),
+        "prediction": prediction_loss(s_out.logits, t_out.logits, target, cfg.temperature,
+                                      task.is_regression, cfg.soft_ce_classes),
+        "hard": hard,
+    }
+    total = sum(getattr(cfg, name) * term for name, term in terms.items())
+    return total, terms

@@ -1,4 +1,12 @@
-"""Schedules as pure functions of the step: no counters, no side effects."""
+"""Schedules as pure functions of the step: no counters, no side effects.
+
+The plan of a run (`make_plan`: its stage edges and mask-update grid, from the config and the
+epoch length) and each `*_at(step, cfg, plan)` built on the functions below.
+"""
+from dataclasses import dataclass
+
+from spd.config import SPDConfig
+from spd.errors import SpdError
 
 
 def warmup_linear_decay(step: int, total_steps: int, warmup_steps: int) -> float:
@@ -96,3 +104,74 @@ def staged_lr(step: int, bounds: tuple[int, ...], restart: bool, warmup: int | f
             return warmup_linear_decay(step - start, end - start, round(warmup * (end - start)))
         start = end
     return 0.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The step-level numbers of a run, derived once from its config and the epoch length."""
+
+    steps_per_epoch: int
+    bounds: tuple[int, int, int]  # prune_end, graft_end, total
+    interval: int  # steps between mask updates
+    window: int  # steps from the first mask update to s_f
+
+    @property
+    def total(self) -> int:
+        return self.bounds[-1]
+
+
+def make_plan(cfg: SPDConfig, steps_per_epoch: int, n_train: int | None = None) -> Plan:
+    """The plan of a run of `cfg` at `steps_per_epoch`; `n_train` (training examples, by
+    default steps_per_epoch * batch size) places the updates of prune.grid=official."""
+    def steps(x: float) -> int:
+        return round(x * steps_per_epoch) if cfg.stages.unit == "epochs" else round(x)
+
+    lengths = [steps(cfg.stages.prune), steps(cfg.stages.graft), steps(cfg.stages.finetune)]
+    cap = cfg.stages.max_steps
+    if cap and sum(lengths) > cap:  # every stage in proportion; the last takes the rounding
+        scale = cap / sum(lengths)
+        prune, graft = round(lengths[0] * scale), round(lengths[1] * scale)
+        lengths = [prune, graft, cap - prune - graft]
+    bounds = stage_bounds(*lengths)
+    if bounds[-1] == 0:
+        raise SpdError(f"stages: {cfg.stages} round to 0 steps at {steps_per_epoch} steps per "
+                       f"epoch; allowed: a total of at least one step")
+    if cfg.prune.updates == 0:
+        return Plan(steps_per_epoch, bounds, 1, 0)
+    if cfg.prune.grid == "official":
+        return _official_grid(cfg, steps_per_epoch, bounds, n_train)
+    interval = max(1, bounds[0] // (cfg.prune.updates + 1))
+    return Plan(steps_per_epoch, bounds, interval, interval * cfg.prune.updates)
+
+
+def _official_grid(cfg: SPDConfig, steps_per_epoch: int, bounds, n_train: int | None) -> Plan:
+    """The official code's update grid: `freq = int(n / 32 * prune_epochs / 12)` steps apart
+    (its batch of 32 is spd's batch size, its 12 is updates + 1), and the cubic fraction
+    k / (window // freq) with window = int(n / 32) * prune_epochs, so that on MRPC's 30
+    pruning epochs 11 updates land at steps 286, 572, ..., 3146 and the last reaches s_f."""
+    n = n_train if n_train is not None else steps_per_epoch * cfg.data.batch_size
+    per_epoch = n / cfg.data.batch_size
+    interval = max(1, int(per_epoch * cfg.stages.prune / (cfg.prune.updates + 1)))
+    updates = int(int(per_epoch) * cfg.stages.prune) // interval
+    return Plan(steps_per_epoch, bounds, interval, interval * updates)
+
+
+def sparsity_at(step: int, cfg: SPDConfig, plan: Plan) -> float:
+    return cubic_sparsity(step, cfg.prune.initial, cfg.prune.sparsity, 0, plan.window, plan.interval)
+
+
+def replace_p_at(step: int, cfg: SPDConfig, plan: Plan) -> float:
+    r = cfg.replace
+    if r.schedule == "constant":
+        return constant_rate(step, r.p_0)
+    if r.schedule == "linear":
+        return linear_rate(step, r.p_0, r.slope)
+    return three_stage_rate(step, r.p_0, plan.bounds[0], plan.bounds[1])
+
+
+def lr_at(step: int, cfg: SPDConfig, plan: Plan) -> float:
+    o = cfg.optim
+    if not o.lr_restart:
+        return staged_lr(step, plan.bounds, False, round(o.warmup_ratio * plan.total))
+    segments = plan.bounds if o.restart_at == "every_stage" else (plan.bounds[0], plan.total)
+    return staged_lr(step, segments, True, o.warmup_ratio)

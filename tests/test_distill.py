@@ -131,7 +131,8 @@ def test_killed_run_resumes_to_the_uninterrupted_result(pruned, tiny_teacher, sm
 
 
 from spd.config import DEFAULT_PRESET, spd_config  # noqa: E402
-from spd.distill import audit, make_plan  # noqa: E402
+from spd.distill import audit  # noqa: E402
+from spd.schedules import make_plan  # noqa: E402
 
 
 def _audit(preset=DEFAULT_PRESET, overrides=(), steps_per_epoch=100):

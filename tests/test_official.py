@@ -9,7 +9,7 @@ import torch
 from transformers import get_linear_schedule_with_warmup
 
 from spd.config import spd_config
-from spd.distill import lr_at, make_plan, sparsity_at
+from spd.schedules import lr_at, make_plan, sparsity_at
 from spd.losses import soft_cross_entropy
 
 MRPC_TRAIN = 3668

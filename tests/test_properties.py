@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from spd import data, pruning
 from spd.config import SPD_PRESETS, SPDConfig, config_hash, from_dict, spd_config, to_dict
-from spd.distill import make_plan
+from spd.schedules import make_plan
 from spd.errors import SpdError
 from spd.grafting import draw_layers
 from spd.masks import kept_count
