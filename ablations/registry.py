@@ -121,6 +121,7 @@ def _linear(task: str, profile: str) -> list[str]:
 BUDGET_VARIANTS = {
     "budget-e5": dict(epochs=5), "budget-e10": dict(epochs=10), "budget-e20": dict(epochs=20),
     "budget-e10-rest": dict(epochs=10, head="rest"),
+    "budget-e5-rest": dict(epochs=5, head="rest"), "budget-e20-rest": dict(epochs=20, head="rest"),
     "budget-e10-lr5e-5": dict(epochs=10, lr=5e-5), "budget-e10-lr2e-4": dict(epochs=10, lr=2e-4),
     "budget-e10-frozen": dict(epochs=10, head="frozen"), "budget-e10-t1": dict(epochs=10, temperature=1),
     "budget-e10-onedecay": dict(epochs=10, restart=False),
