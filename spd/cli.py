@@ -70,9 +70,52 @@ def _add_spd(p: argparse.ArgumentParser) -> None:
     _add_run(p, "replace.p_0=0.8")
 
 
+def check_agreement(args) -> None:
+    """Refuse, before any work, what contradicts itself: a flag and a `--set` of the same key
+    with different values, `--resume` with `--overwrite`, and empty paths or model names."""
+    if getattr(args, "resume", False) and getattr(args, "overwrite", False):
+        raise SpdError("--resume and --overwrite together: --resume continues the run in --output, "
+                       "--overwrite replaces it; allowed: one of them")
+    for flag in ("output", "model", "teacher", "data_dir"):
+        value = getattr(args, flag, None)
+        if value is not None and not value.strip():
+            raise bad_value(f"--{flag.replace('_', '-')}", value, "a non-empty path or name")
+    flags = {"task": getattr(args, "task", None), "model": getattr(args, "model", None),
+             "teacher": getattr(args, "teacher", None),
+             "prune.sparsity": getattr(args, "sparsity", None)}
+    for item in getattr(args, "overrides", []):
+        key, _, value = item.partition("=")
+        key, value = key.strip(), value.strip()
+        flag = flags.get(key)
+        if flag is None or value == flag:
+            continue
+        if key == "prune.sparsity" and _same_number(value, flag):
+            continue
+        name = "--sparsity" if key == "prune.sparsity" else f"--{key}"
+        raise SpdError(f"--set {key}={value} contradicts {name} {flag}; allowed: the flag alone, "
+                       f"or a --set of the same value")
+
+
+def _same_number(a: str, b: str) -> bool:
+    try:
+        return float(a) == float(b)
+    except ValueError:
+        return False
+
+
+def _version() -> str:
+    from spd import __version__, rundir
+
+    commit = rundir.git_commit()
+    sha = commit.get("git_commit") or "unknown commit"
+    return f"spd {__version__} ({sha}{', dirty' if commit.get('git_dirty') else ''})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="spd",
                            description="Sparse Progressive Distillation research suite.")
+    parser.add_argument("--version", action="store_true",
+                        help="print the package version and git commit, then exit")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     ft = sub.add_parser("finetune", help="fine-tune a dense teacher on a GLUE task")
@@ -279,8 +322,12 @@ def cmd_report(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="spd: %(message)s")
+    if (sys.argv[1:] if argv is None else list(argv))[:1] == ["--version"]:
+        print(_version())
+        return 0
     args = build_parser().parse_args(argv)
     try:
+        check_agreement(args)
         from spd.models import quiet_transformers
 
         quiet_transformers()

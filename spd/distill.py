@@ -34,9 +34,21 @@ log = logging.getLogger(__name__)
 SPARSITY_FILE = "sparsity.json"
 
 
-def audit(cfg: SPDConfig, plan: Plan) -> list[str]:
-    """Warnings for settings that silently do nothing (each one line)."""
+def audit(cfg: SPDConfig, plan: Plan, matrix_sizes: dict[str, int] | None = None) -> list[str]:
+    """Warnings for settings that silently do nothing or destroy a matrix (each one line).
+    `matrix_sizes`: weights per prunable matrix, when the model is known."""
     warnings = []
+    weights = (cfg.loss.hidden, cfg.loss.attention, cfg.loss.prediction, cfg.loss.hard)
+    if not any(weights):
+        warnings.append("every loss weight (loss.hidden, loss.attention, loss.prediction, "
+                        "loss.hard) is 0: nothing trains the student")
+    if cfg.prune.scope == "per_matrix" and cfg.prune.pattern == "unstructured":
+        empty = sorted(name for name, n in (matrix_sizes or {}).items()
+                       if round(n * (1 - cfg.prune.sparsity)) == 0)
+        if empty:
+            warnings.append(f"prune.sparsity={cfg.prune.sparsity!r} keeps round(n (1 - s)) = 0 "
+                            f"weights of {len(empty)} matrices (e.g. {empty[0]}): they end "
+                            f"all zero")
     r = cfg.replace
     if r.schedule == "linear" and r.slope == 0:
         warnings.append(f"replace.schedule=linear with slope 0 keeps p = {r.p_0} for the whole run: "
@@ -243,10 +255,11 @@ def _prune(cfg, out_dir, data_dir, device, overwrite, command, resume_run, world
                               shuffle=True, seed=cfg.seed, pin_memory=device.type == "cuda",
                               group_by_length=cfg.data.group_by_length)
     plan = make_plan(cfg, len(loader), len(td.train))
-    for warning in audit(cfg, plan):
-        log.warning("audit: %s", warning)
     teacher.to(device).eval()
     student = Student(cfg, plan, teacher, td, tokenizer, device, world)
+    sizes = {name: lin.weight.numel() for name, lin in student.linears.items()}
+    for warning in audit(cfg, plan, sizes):
+        log.warning("audit: %s", warning)
     batches = data.epochs(loader)
     if ckpt is None:
         env, teacher_dev, progress = {}, {task.main_metric: math.nan}, Progress()

@@ -148,3 +148,21 @@ def test_a_run_saved_before_a_field_existed_is_the_same_configuration(tmp_path):
     assert not rundir.holds_config(tmp_path, spd_config("mrpc", "teacher", "cpu", ["seed=1"]))
     (tmp_path / "config.json").write_text("{broken")
     assert not rundir.holds_config(tmp_path, cfg)
+
+
+def test_a_set_that_agrees_with_its_flag_is_accepted():
+    from spd.cli import build_parser, check_agreement
+
+    args = build_parser().parse_args(["prune", "--task", "rte", "--teacher", "t", "--sparsity",
+                                      "0.5", "--output", "o", "--set", "prune.sparsity=0.50",
+                                      "--set", "task=rte"])
+    check_agreement(args)  # the same values, written differently: no error
+
+
+def test_version_prints_the_package_version_and_commit(capsys):
+    from spd import __version__
+    from spd.cli import main
+
+    assert main(["--version"]) == 0
+    out = capsys.readouterr().out.strip()
+    assert out.startswith(f"spd {__version__} (") and len(out.split("(")[1].split(",")[0]) >= 7

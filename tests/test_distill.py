@@ -356,3 +356,14 @@ def test_final_json_records_the_constant_prediction_floor(pruned, small_glue):
     top = max(set(train), key=lambda c: (train.count(c), -c))  # ties: the lower label
     final = json.loads((pruned / "final.json").read_text())
     assert final["majority_dev"] == {"accuracy": dev.count(top) / len(dev)}
+
+
+def test_audit_flags_all_loss_weights_zero_and_matrices_pruned_to_nothing():
+    assert any("nothing trains the student" in w for w in _audit(overrides=[
+        "loss.hidden=0", "loss.attention=0", "loss.prediction=0", "loss.hard=0"]))
+    cfg = spd_config("mrpc", "t", DEFAULT_PRESET, ["prune.sparsity=0.999999"])
+    sizes = {"0.attention.self.query": 384 * 384, "0.intermediate.dense": 1536 * 384}
+    warnings = audit(cfg, make_plan(cfg, 100), sizes)
+    assert any("keeps round(n (1 - s)) = 0 weights of 1 matrices" in w for w in warnings)
+    assert not any("= 0 weights" in w for w in audit(spd_config("mrpc", "t"), make_plan(cfg, 100),
+                                                       sizes))
