@@ -126,7 +126,7 @@ BUDGET_VARIANTS = {
     "budget-e10-frozen": dict(epochs=10, head="frozen"), "budget-e10-t1": dict(epochs=10, temperature=1),
     "budget-e10-onedecay": dict(epochs=10, restart=False),
     "budget-e10-coarse": dict(epochs=10, updates=10),
-    "budget-e5-fp32": dict(epochs=5, precision="fp32"),
+    "budget-e5-fp32": dict(epochs=5, head="rest", precision="fp32"),  # bf16 parity: budget-e5-rest
     "budget-e10-lr5e-4": dict(epochs=10, lr=5e-4), "budget-e10-hard": dict(epochs=10, hard=1.0),
     "budget-e10-nodrop": dict(epochs=10, dropout=False),
 }
