@@ -148,7 +148,11 @@ def budget_figure(cells: list[Cell], finals: dict, out: Path) -> list[Path]:
                        "(majority class / train mean)")
         ax.set(xlabel="wall time of the SPD run (minutes, 2-core CPU)",
                ylabel=f"final dev {metric}", title=f"{task}: budget study at sparsity 0.9")
-        ax.legend(fontsize="small", loc="lower right")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
+        else:  # no run of this task yet: say so rather than draw an empty frame silently
+            ax.text(0.5, 0.5, "no finished run yet", ha="center", va="center",
+                    transform=ax.transAxes)
     paths = _save(fig, out, "budget")
     plt.close(fig)
     return paths

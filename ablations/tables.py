@@ -36,7 +36,7 @@ from spd.tasks import get_task
 
 TABLES, FIGURES = Path("ablations/tables"), Path("ablations/figures")
 QUANTITIES = {name: ("dev", "train", "gap") for name in ("sparsity", "overfitting")}
-LOWER_IS_BETTER = {"gap"}
+CLOSEST_TO_ZERO = {"gap"}  # the best train - dev gap is the smallest in size, not the most negative
 
 
 @dataclass(frozen=True)
@@ -124,14 +124,15 @@ def build_rows(cells: list[Cell], finals: dict, quantities=("dev",)) -> list[Row
 
 
 def best(rows: list[Row]) -> set[int]:
-    """Indices of the best mean per task and quantity."""
+    """Indices of the best mean per task and quantity: the highest, or for the gap the one
+    closest to zero."""
     out = set()
     for key in dict.fromkeys((r.task, r.quantity) for r in rows):
         group = [(i, r) for i, r in enumerate(rows) if (r.task, r.quantity) == key and r.n]
         if group:
-            sign = -1 if key[1] in LOWER_IS_BETTER else 1
-            top = max(sign * r.mean for _, r in group)
-            out |= {i for i, r in group if sign * r.mean == top}
+            score = (lambda m: -abs(m)) if key[1] in CLOSEST_TO_ZERO else (lambda m: m)
+            top = max(score(r.mean) for _, r in group)
+            out |= {i for i, r in group if score(r.mean) == top}
     return out
 
 
@@ -167,8 +168,8 @@ def footer(name: str, argv: list[str], cells: list[Cell], finals: dict) -> list[
             "t-test (scipy.stats.ttest_rel) against the `vs` row, paired by seed (empty p: fewer "
             "than two shared seeds, or the same difference between the rows on every seed, "
             "where the test is undefined). Bold (CSV: best = 1): the best mean per task and "
-            "quantity (smallest for gap). Dev metrics are of the final student, not the best "
-            "during training."]
+            "quantity (for the gap, the smallest in size). Dev metrics are of the final student, "
+            "not the best during training."]
 
 
 def to_markdown(rows: list[Row], foot: list[str]) -> str:
@@ -192,7 +193,8 @@ def _tex(s: str) -> str:
 
 def to_latex(rows: list[Row], foot: list[str]) -> str:
     marked = best(rows)
-    lines = [r"\begin{tabular}{" + "l" * 4 + "r" * 3 + "lll}", r"\toprule",
+    lines = [r"% needs \usepackage{booktabs} (\toprule, \midrule, \bottomrule)",
+             r"\begin{tabular}{" + "l" * 4 + "r" * 3 + "lll}", r"\toprule",
              " & ".join(_tex(h) for h in HEADER) + r" \\", r"\midrule"]
     for i, r in enumerate(rows):
         cells = [_tex(c) for c in cells_text(r)]
@@ -204,6 +206,8 @@ def to_latex(rows: list[Row], foot: list[str]) -> str:
 
 
 def to_csv(rows: list[Row], foot: list[str]) -> str:
+    """Header and rows only, so that a plain `pandas.read_csv` reads it; the provenance lines
+    go to NAME.meta.json beside it (`meta_json`)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow([*HEADER[:7], "ci_low", "ci_high", "vs", "p", "best", "seeds"])
@@ -213,7 +217,14 @@ def to_csv(rows: list[Row], foot: list[str]) -> str:
         w.writerow([r.task, r.label, r.quantity, r.metric, r.n, _f(r.mean, 6), _f(r.sd, 6),
                     _f(ci[0], 6), _f(ci[1], 6), r.reference or "", _p(r.p_value),
                     int(i in marked), " ".join(map(str, sorted(r.values)))])
-    return buf.getvalue() + "".join(f"# {line}\n" for line in foot)
+    return buf.getvalue()
+
+
+def meta_json(rows: list[Row], foot: list[str]) -> str:
+    """The provenance of NAME.csv: the command that made it and the notes of the .md footer."""
+    import json
+
+    return json.dumps({"generated_by": foot[0], "notes": foot[1:]}, indent=2) + "\n"
 
 
 def load(args) -> tuple[list[Cell], dict, list[Row]]:
@@ -236,7 +247,8 @@ def write_tables(args, argv: list[str], out: Path = TABLES) -> list[Path]:
     foot = footer(name, argv, cells, finals)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for ext, render in (("md", to_markdown), ("tex", to_latex), ("csv", to_csv)):
+    for ext, render in (("md", to_markdown), ("tex", to_latex), ("csv", to_csv),
+                        ("meta.json", meta_json)):
         path = out / f"{name}.{ext}"
         rundir.write_text(path, render(rows, foot))
         paths.append(path)

@@ -9,11 +9,10 @@ SHARED_GLUE = REPO.parent / "shared" / "data" / "glue"
 
 
 def table_csv_rows(path: Path) -> list[dict]:
-    """The rows of a table CSV written by `ablations.tables`, its `#` footer lines left out."""
+    """The rows of a table CSV written by `ablations.tables` (header and rows, nothing else)."""
     import csv
 
-    lines = path.read_text().splitlines()
-    return list(csv.DictReader(line for line in lines if not line.startswith("#")))
+    return list(csv.DictReader(path.read_text().splitlines()))
 
 
 # Tests never reach the network, whatever the caller's environment says.

@@ -275,7 +275,8 @@ def test_tables_are_byte_identical_when_regenerated_and_name_their_provenance(tm
     first = {p.name: p.read_bytes() for p in out.iterdir()}
     assert tables.main(args) == 0
     assert {p.name: p.read_bytes() for p in out.iterdir()} == first
-    assert set(first) == {"components.md", "components.tex", "components.csv"}
+    assert set(first) == {"components.md", "components.tex", "components.csv",
+                          "components.meta.json"}
     md = first["components.md"].decode()
     assert "python -m ablations.tables components --profile smoke" in md and "--out" not in md
     assert "abc123" in md and "cpu" in md and "ttest_rel" in md and "**0.8200**" in md
@@ -369,7 +370,7 @@ def test_committed_tables_regenerate_byte_identically_from_the_committed_results
         assert command, md
         out = tmp_path / md.stem
         assert tables.main([*shlex.split(command.group(1)), "--out", str(out)]) == 0
-        for suffix in (".md", ".tex", ".csv"):
+        for suffix in (".md", ".tex", ".csv", ".meta.json"):
             assert (out / f"{md.stem}{suffix}").read_bytes() == \
                 md.with_suffix(suffix).read_bytes(), (md.stem, suffix)
 
@@ -397,3 +398,22 @@ def test_make_ablations_runs_the_issue_grids_and_remakes_the_committed_tables():
     committed = {md.stem: shlex.split(re.search(r"ablations\.tables ([^`]*)`", md.read_text())[1])
                  for md in (REPO / "ablations" / "tables").glob("*.md")}
     assert committed == {r[0]: r for r in runs}
+
+
+def test_every_committed_csv_reads_with_plain_pandas_and_has_numeric_columns():
+    import pandas as pd
+
+    paths = sorted((REPO / "ablations" / "tables").glob("*.csv"))
+    assert paths, "no committed tables"
+    for path in paths:
+        frame = pd.read_csv(path)
+        assert len(frame) > 0 and not frame["task"].isna().any(), path
+        for column in ("n", "mean", "sd", "ci_low", "ci_high", "p", "best"):
+            assert pd.api.types.is_numeric_dtype(frame[column]), (path.name, column)
+        assert (path.with_suffix(".meta.json")).is_file(), path
+
+
+def test_the_best_gap_is_the_smallest_in_size():
+    rows = [tables.Row("mrpc", label, "gap", "f1", {0: gap}, None, None)
+            for label, gap in (("a", -0.05), ("b", 0.01), ("c", 0.03))]
+    assert tables.best(rows) == {1}
