@@ -233,17 +233,22 @@ def prune(cfg: SPDConfig, out_dir: Path, data_dir: Path | None, device: torch.de
     With `resume`, an interrupted run continues from its last checkpoint and ends with the same
     weights and metrics as an uninterrupted one (bitwise on the CPU).
     """
+    lock = rundir.OutputLock(out_dir)  # taken by rank 0 only, just before it first writes
     with fast_math(device):
         world = parallel.setup(device)  # one process unless launched by torchrun
         try:
-            return _prune(cfg, out_dir, data_dir, device, overwrite, command, resume, world)
+            return _prune(cfg, out_dir, data_dir, device, overwrite, command, resume, world, lock)
         finally:
+            lock.release()
             world.close()
 
 
-def _prune(cfg, out_dir, data_dir, device, overwrite, command, resume_run, world) -> dict:
+def _prune(cfg, out_dir, data_dir, device, overwrite, command, resume_run, world, lock) -> dict:
     task = get_task(cfg.task)
     out_dir = Path(out_dir)
+    if world.is_main:
+        lock.check_free()
+    seen = rundir.state(out_dir)
     done = finished_run(out_dir, cfg, overwrite)
     if done:
         return done
@@ -264,6 +269,7 @@ def _prune(cfg, out_dir, data_dir, device, overwrite, command, resume_run, world
     if ckpt is None:
         env, teacher_dev, progress = {}, {task.main_metric: math.nan}, Progress()
         if world.is_main:
+            lock.acquire(seen)  # before the first write
             rundir.start(out_dir, to_dict(cfg))
             env = rundir.environment(describe(device))  # the code as it is now, at the start
             env["world_size"] = world.size
@@ -277,6 +283,8 @@ def _prune(cfg, out_dir, data_dir, device, overwrite, command, resume_run, world
         student.load_state(ckpt)
         resume.skip_seen(batches, progress.step)
         resume.restore_rng(ckpt, device)
+        if world.is_main:
+            lock.acquire(seen)  # after the checkpoint fits: a refused resume leaves no lock file
 
     eval_every = cfg.eval_every or plan.steps_per_epoch
     checkpoint_every = cfg.checkpoint_every or eval_every

@@ -181,12 +181,18 @@ def finetune(cfg: FinetuneConfig, out_dir: Path, data_dir: Path | None, device: 
     interrupted run continues from its last checkpoint and ends with the same weights and
     metrics as an uninterrupted one (bitwise on the CPU).
     """
-    with fast_math(device):
-        return _finetune(cfg, out_dir, data_dir, device, overwrite, command, resume)
+    lock = rundir.OutputLock(out_dir)
+    try:
+        with fast_math(device):
+            return _finetune(cfg, out_dir, data_dir, device, overwrite, command, resume, lock)
+    finally:
+        lock.release()
 
 
-def _finetune(cfg, out_dir, data_dir, device, overwrite, command, resume_run) -> dict:
+def _finetune(cfg, out_dir, data_dir, device, overwrite, command, resume_run, lock) -> dict:
     task, out_dir = get_task(cfg.task), Path(out_dir)
+    lock.check_free()
+    seen = rundir.state(out_dir)
     done = finished_run(out_dir, cfg, overwrite)
     if done:
         return done
@@ -210,6 +216,7 @@ def _finetune(cfg, out_dir, data_dir, device, overwrite, command, resume_run) ->
     forward = compiled(model, cfg.compile)
     batches = data.epochs(loader)
     if ckpt is None:
+        lock.acquire(seen)  # before the first write
         rundir.start(out_dir, to_dict(cfg))
         env = rundir.environment(describe(device))  # the code as it is now, when the run starts
         progress = Progress()
@@ -219,6 +226,7 @@ def _finetune(cfg, out_dir, data_dir, device, overwrite, command, resume_run) ->
         resume.load_training_state(ckpt, model, optimizer, scheduler)
         resume.skip_seen(batches, progress.step)
         resume.restore_rng(ckpt, device)
+        lock.acquire(seen)  # after the checkpoint fits: a refused resume leaves no lock file
 
     log.info("fine-tuning %s on %s: %d train examples, %d steps, device %s%s",
              cfg.model, task.name, len(td.train), total, describe(device),
