@@ -12,6 +12,7 @@ from spd.errors import SpdError
 
 CONFIG, METRICS, FINAL, MODEL = "config.json", "metrics.jsonl", "final.json", "model"
 CHECKPOINT = "checkpoint.pt"
+LOCK = ".spd.lock"  # OutputLock's file
 
 
 def _umask() -> int:
@@ -146,13 +147,36 @@ def holds_config(run_dir: Path, cfg) -> bool:
     return to_dict(saved) == to_dict(cfg)
 
 
+# What spd's own tools write into a run folder before its config.json: spd's lock, and the
+# ablation runner's lock and log of each cell.
+BOOKKEEPING = frozenset({LOCK, ".lock", "runner.jsonl"})
+
+
+def foreign_entries(run_dir: Path) -> list[str]:
+    """The entries of a folder that holds no spd run (no config.json) which spd did not write:
+    none for an absent or empty folder, a spd run folder, or one holding only bookkeeping and
+    the finished teacher of an interrupted `spd run`."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir() or (run_dir / CONFIG).is_file():
+        return []
+    return [entry for entry in sorted(os.listdir(run_dir)) if entry not in BOOKKEEPING
+            and not (entry == "teacher" and (run_dir / entry / CONFIG).is_file())]
+
+
 def check_existing(run_dir: Path, cfg, overwrite: bool) -> bool:
     """Check `run_dir` before a run of `config`, changing nothing.
 
     Returns True when it already holds a finished run of exactly this configuration (nothing to
-    do). A folder holding a run of another configuration is refused unless `overwrite`.
+    do). A folder holding a run of another configuration is refused unless `overwrite`; a
+    folder holding anything spd did not write is refused, `overwrite` or not.
     """
     run_dir = Path(run_dir)  # check_writable, called first, refuses a file
+    foreign = foreign_entries(run_dir)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise SpdError(f"--output {str(run_dir)!r} holds files spd did not write ({shown}); "
+                       f"allowed: an absent or empty folder, or a spd run folder (--overwrite "
+                       f"replaces only spd's own runs)")
     if overwrite or not (run_dir / CONFIG).is_file():
         return False
     if not holds_config(run_dir, cfg):
@@ -184,9 +208,6 @@ def check_writable(run_dir: Path) -> None:
     if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
         raise SpdError(f"--output {str(run_dir)!r} is not writable ({probe} does not accept "
                        f"new files); allowed: a folder you can write to")
-
-
-LOCK = ".spd.lock"
 
 
 def state(run_dir: Path) -> tuple[bool, bool, bool]:

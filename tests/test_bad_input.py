@@ -85,6 +85,10 @@ CATALOGUE = {
                          "ablation: got 'component'"),
     "bad --shard": (["@ablations", "components", "--shard", "3/2", "--results", "{out}"], None,
                     "--shard: got '3/2'"),
+    "a folder of someone else's files as --output": (FINETUNE, "foreign",
+                                                     "holds files spd did not write (model)"),
+    "a folder of someone else's files as --output, with --overwrite": (
+        FINETUNE + ["--overwrite"], "foreign", "holds files spd did not write (model)"),
     "--set task contradicting --task": (FINETUNE + ["--set", "task=mrpc"], None,
                                         "--set task=mrpc contradicts --task rte"),
     "--set prune.sparsity contradicting --sparsity": (PRUNE + ["--set", "prune.sparsity=0.8"],
@@ -186,6 +190,9 @@ def prepare(state: str | None, places: dict, tmp: Path) -> Path:
         data = bytearray(ckpt.read_bytes())
         data[len(data) // 2] ^= 0xFF
         ckpt.write_bytes(bytes(data))
+    if state == "foreign":  # the example: a folder that is not a run, holding a file
+        (out / "model").mkdir(parents=True)
+        (out / "model" / "important.txt").write_text("x\n")
     if state == "theory_other_arch":
         shutil.copytree(places["finished_run"], out)
         final = json.loads((out / "final.json").read_text())
