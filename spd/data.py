@@ -9,6 +9,7 @@ import gzip
 import hashlib
 import json
 import math
+import zlib
 from pathlib import Path
 
 import torch
@@ -49,6 +50,11 @@ def check_row(row, task: Task, where: str) -> dict:
     for field in task.text_fields:
         if not isinstance(row[field], str):
             raise SpdError(f"{where}: field {field!r} must be a string, got {row[field]!r}")
+        try:
+            row[field].encode("utf-8")
+        except UnicodeEncodeError as e:  # a lone surrogate such as "\ud800" from a JSON escape
+            raise SpdError(f"{where}: field {field!r} holds {row[field][e.start]!r}, which is not "
+                           f"a Unicode character; allowed: valid UTF-8 text") from None
     label = row["label"]
     if task.is_regression:
         lo, hi = REGRESSION_RANGE
@@ -64,11 +70,18 @@ def check_row(row, task: Task, where: str) -> dict:
 
 
 def read_jsonl(path: Path, task: Task) -> list[dict]:
+    """The checked rows of a jsonl (or jsonl.gz) file; any read, decompression, decoding or
+    parsing failure is one line naming the file and, where there is one, the line."""
     opener = gzip.open if path.suffix == ".gz" else open
     rows = []
     try:
-        with opener(path, "rt", encoding="utf-8") as f:
-            for line_no, line in enumerate(f, start=1):
+        with opener(path, "rb") as f:
+            for line_no, raw in enumerate(f, start=1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise SpdError(f"{path}:{line_no}: not UTF-8 (byte "
+                                   f"{raw[e.start:e.start + 1]!r}); allowed: UTF-8 text") from None
                 if not line.strip():
                     continue
                 try:
@@ -76,8 +89,9 @@ def read_jsonl(path: Path, task: Task) -> list[dict]:
                 except json.JSONDecodeError as e:
                     raise SpdError(f"{path}:{line_no}: not valid JSON ({e.msg})") from None
                 rows.append(check_row(row, task, f"{path}:{line_no}"))
-    except (OSError, EOFError, UnicodeDecodeError) as e:
-        raise SpdError(f"{path}: cannot be read ({type(e).__name__}: {e})") from None
+    except (OSError, EOFError, zlib.error) as e:
+        raise SpdError(f"{path}: cannot be read ({type(e).__name__}: {e}); allowed: a complete "
+                       f"jsonl{' (gzip)' if path.suffix == '.gz' else ''} file") from None
     if not rows:
         raise SpdError(f"{path}: no rows; a {task.name} split needs at least one")
     return rows

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from spd import data, parallel, pruning, resume, rundir
-from spd.config import SPDConfig, to_dict
+from spd.config import SPDConfig, config_hash, to_dict
 from spd.device import autocast, describe, fast_math
 from spd.errors import SpdError
 from spd.report import write_run_report
@@ -280,6 +280,7 @@ def _prune(cfg, out_dir, data_dir, device, overwrite, command, resume_run, world
     else:
         teacher_dev, progress = ckpt["teacher_dev"], resume.resumed_progress(ckpt, Progress)
         env = resume.resumed_environment(ckpt, describe(device), progress.step)
+        resume.check_config(ckpt, cfg)
         student.load_state(ckpt)
         resume.skip_seen(batches, progress.step)
         resume.restore_rng(ckpt, device)
@@ -319,7 +320,8 @@ def _prune(cfg, out_dir, data_dir, device, overwrite, command, resume_run, world
                                      "s": f"{progress.sparsity:.3f}", "p": f"{p:.2f}"})
             resume.checkpoint_or_stop(stop, progress, plan.total, checkpoint_every, out_dir,
                                       lambda: {**resume.progress_state(progress, start), "env": env,
-                                               "teacher_dev": teacher_dev, **student.state()})
+                                               "teacher_dev": teacher_dev,
+                                               "config_hash": config_hash(cfg), **student.state()})
     wall = time.perf_counter() - start
     if not world.is_main:
         world.barrier()  # rank 0 exports and writes final.json

@@ -65,6 +65,18 @@ def training_state(model, optimizer, scheduler, device: torch.device) -> dict:
     return state
 
 
+def check_config(ckpt: dict, cfg) -> None:
+    """Refuse a checkpoint written by a run of another configuration (its `config_hash`;
+    checkpoints from before the field carry none and pass)."""
+    from spd.config import config_hash
+
+    saved, mine = ckpt.get("config_hash"), config_hash(cfg)
+    if saved is not None and saved != mine:
+        raise SpdError(f"the checkpoint in --output was written by a run of another "
+                       f"configuration (config hash {saved}, this run {mine}); allowed: the "
+                       f"command that started it, or --overwrite to start again")
+
+
 def load_training_state(ckpt: dict, model, optimizer, scheduler) -> None:
     """Weights, optimizer and scheduler; call `restore_rng` after skipping the data seen.
     Weights of another architecture (the teacher folder now holds another model) are refused."""

@@ -223,6 +223,7 @@ def _finetune(cfg, out_dir, data_dir, device, overwrite, command, resume_run, lo
     else:
         progress = resume.resumed_progress(ckpt, Progress)
         env = resume.resumed_environment(ckpt, describe(device), progress.step)
+        resume.check_config(ckpt, cfg)
         resume.load_training_state(ckpt, model, optimizer, scheduler)
         resume.skip_seen(batches, progress.step)
         resume.restore_rng(ckpt, device)
@@ -257,6 +258,7 @@ def _finetune(cfg, out_dir, data_dir, device, overwrite, command, resume_run, lo
             resume.checkpoint_or_stop(
                 stop, progress, total, checkpoint_every, out_dir,
                 lambda: {**resume.progress_state(progress, start), "env": env,
+                         "config_hash": config_hash(cfg),
                          **resume.training_state(model, optimizer, scheduler, device)})
     wall = time.perf_counter() - start
     rundir.save_model(model, tokenizer, out_dir)

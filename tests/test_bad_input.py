@@ -49,6 +49,10 @@ CATALOGUE = {
                             "missing field 'sentence2'"),
     "empty training file": (replace(FINETUNE, "--data-dir", "{glue_empty}"), None,
                             "train.jsonl: no rows"),
+    "corrupted .gz": (replace(FINETUNE, "--data-dir", "{glue_bad_gz}"), None,
+                      "train.jsonl.gz: cannot be read"),
+    "lone surrogate in a text field": (replace(FINETUNE, "--data-dir", "{glue_surrogate}"), None,
+                                       "train.jsonl:4: field 'sentence1' holds '\\ud800'"),
     "missing model folder": (replace(FINETUNE, "--model", "{tmp}/nomodel"), None,
                              "nomodel' does not exist; allowed: a run folder"),
     "teacher folder without a model": (replace(PRUNE, "--teacher", "{tmp}/empty"), None,
@@ -130,6 +134,27 @@ def broken_copy(small_glue: Path, out: Path, edit) -> Path:
     return out
 
 
+def gz_copy(small_glue: Path, out: Path, damage: bool) -> Path:
+    """The train split as .jsonl.gz; with `damage`, its compressed stream cut and filled with
+    junk (a download that broke off)."""
+    import gzip
+
+    shutil.copytree(small_glue, out)
+    path = out / "rte" / "train.jsonl"
+    packed = gzip.compress(path.read_bytes())
+    if damage:
+        packed = packed[:40] + b"\xff" * 40
+    (out / "rte" / "train.jsonl.gz").write_bytes(packed)
+    path.unlink()
+    return out
+
+
+def _surrogate(text: str) -> str:
+    rows = text.splitlines(keepends=True)
+    return "".join([*rows[:3], rows[3].replace('"sentence1": "', '"sentence1": "\\ud800', 1),
+                    *rows[4:]])
+
+
 def _relabel(text: str) -> str:
     rows = text.splitlines(keepends=True)
     row = json.loads(rows[5])
@@ -156,6 +181,8 @@ def places(tiny_model_dir, small_glue, tmp_path_factory):
          "glue_bad_label": broken_copy(small_glue, base / "g2", _relabel),
          "glue_no_field": broken_copy(small_glue, base / "g3", _drop_field),
          "glue_empty": broken_copy(small_glue, base / "g4", lambda t: "\n"),
+         "glue_bad_gz": gz_copy(small_glue, base / "g5", damage=True),
+         "glue_surrogate": broken_copy(small_glue, base / "g6", _surrogate),
          "distilbert": tiny_bert(base / "distilbert", kind="distilbert"),
          "other_arch_model": tiny_bert(base / "hidden64", hidden=64)}
     teacher = base / "teacher"

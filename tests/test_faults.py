@@ -246,3 +246,17 @@ def test_a_damaged_result_file_is_refused_by_tables_and_report(damage, tmp_path,
     assert not (tmp_path / "t").exists()  # no table made from what could be read
     assert main(["report", str(final.parent)]) == 2
     assert "not valid JSON" in capsys.readouterr().err
+
+
+def test_a_checkpoint_of_another_configuration_is_refused():
+    from spd import resume
+    from spd.config import config_hash, spd_config
+    from spd.errors import SpdError
+
+    cfg = spd_config("rte", "t", "smoke")
+    resume.check_config({}, cfg)  # written before checkpoints carried the hash: accepted
+    resume.check_config({"config_hash": config_hash(cfg)}, cfg)
+    other = spd_config("rte", "t", "smoke", ["seed=7"])
+    with pytest.raises(SpdError, match=f"config hash {config_hash(other)}, this run "
+                                       f"{config_hash(cfg)}"):
+        resume.check_config({"config_hash": config_hash(other)}, cfg)
