@@ -56,25 +56,80 @@ def load_tokenizer(name: str):
         raise SpdError(f"cannot load a tokenizer for model {name!r}: {_first_line(e)}") from None
 
 
-def load_classifier(name: str, task: Task):
+def _recorded_task(name: str) -> str | None:
+    """The task an spd run folder records, for the folder itself or its model/ folder."""
+    import json
+
+    for folder in (Path(name), Path(name).parent):
+        try:
+            cfg = json.loads((folder / "config.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(cfg, dict) and "task" in cfg and "data" in cfg:  # spd's, not HF's
+            return cfg["task"]
+    return None
+
+
+def head_mismatch(name: str, task: Task) -> str | None:
+    """What about `name`'s saved classification head does not fit `task`, or None: another
+    label count or problem type, or an spd run folder that records another task. A model saved
+    without a head (a plain encoder such as minilm) fits: its head starts fresh anyway."""
+    from transformers import AutoConfig
+
+    recorded = _recorded_task(name)
+    if recorded is not None and recorded != task.name:
+        return f"its spd run folder records task {recorded!r}"
+    try:
+        cfg = AutoConfig.from_pretrained(resolve_model_path(name))
+    except (OSError, ValueError):
+        return None  # load_classifier reports what is wrong with the model itself
+    if not any(a.endswith("ForSequenceClassification") for a in cfg.architectures or ()):
+        return None
+    want = "regression" if task.is_regression else "single_label_classification"
+    if cfg.num_labels != task.num_labels or cfg.problem_type not in (None, want):
+        saved = cfg.problem_type or "problem type unset"
+        return (f"its head has {cfg.num_labels} outputs ({saved}) where {task.name} needs "
+                f"{task.num_labels} ({want})")
+    return None
+
+
+def load_classifier(name: str, task: Task, fresh_head: bool = False):
     """A sequence classifier (regression head for STS-B) from a hub id or a local folder.
 
-    Attention runs in the eager implementation so that attention probabilities can be returned
-    (the distillation loss needs them).
+    A saved head that does not fit `task` (`head_mismatch`) is refused, or with `fresh_head`
+    (fine-tuning from another task's model) replaced by a freshly initialised one, said in one
+    line. Attention runs in the eager implementation so that attention probabilities can be
+    returned (the distillation loss needs them).
     """
     from transformers import AutoModelForSequenceClassification
 
+    problem = head_mismatch(name, task)
+    if problem and not fresh_head:
+        raise SpdError(f"model {name!r} does not fit task {task.name}: {problem}; allowed: a "
+                       f"model fine-tuned on {task.name}")
+    if problem:
+        log.warning("model %r: %s; starting a fresh %s head", name, problem, task.name)
     labels = {i: n for i, n in enumerate(task.label_names)} or {0: "score"}
     try:
-        return AutoModelForSequenceClassification.from_pretrained(
+        model = AutoModelForSequenceClassification.from_pretrained(
             resolve_model_path(name),
             num_labels=task.num_labels,
             problem_type="regression" if task.is_regression else "single_label_classification",
             id2label=labels, label2id={v: k for k, v in labels.items()},
-            attn_implementation="eager",
+            attn_implementation="eager", ignore_mismatched_sizes=bool(problem),
         )
     except (OSError, ValueError) as e:
         raise SpdError(f"cannot load model {name!r}: {_first_line(e)}") from None
+    if problem:  # a head of the same shape loads as it was saved: start it afresh
+        import torch
+
+        std = getattr(model.config, "initializer_range", 0.02)
+        head = getattr(model, "classifier", None)
+        for m in head.modules() if head is not None else ():
+            if isinstance(m, torch.nn.Linear):
+                torch.nn.init.normal_(m.weight, std=std)
+                torch.nn.init.zeros_(m.bias)
+    return model
 
 
 ARCHITECTURE_FIELDS = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads",

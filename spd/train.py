@@ -120,11 +120,14 @@ def finished_run(out_dir: Path, cfg, overwrite: bool) -> dict | None:
     return None
 
 
-def load_inputs(task: Task, model_name: str, data_cfg, data_dir: Path | None):
-    """Tokenizer, encoded task data and classifier, with the length checked against the model."""
+def load_inputs(task: Task, model_name: str, data_cfg, data_dir: Path | None,
+                fresh_head: bool = False):
+    """Tokenizer, encoded task data and classifier, with the length checked against the model;
+    `fresh_head`: a saved head that does not fit the task starts afresh (fine-tuning) instead
+    of being refused (a teacher)."""
     tokenizer = load_tokenizer(model_name)
     td = load_task_data(task, tokenizer, data_dir, data_cfg.max_length, data_cfg.train_eval_size)
-    model = load_classifier(model_name, task)
+    model = load_classifier(model_name, task, fresh_head)
     if data_cfg.max_length > max_positions(model):
         raise SpdError(f"data.max_length: got {data_cfg.max_length}; allowed: at most "
                        f"{max_positions(model)}, the model's max_position_embeddings")
@@ -198,7 +201,7 @@ def _finetune(cfg, out_dir, data_dir, device, overwrite, command, resume_run, lo
         return done
     ckpt = resume.resume_point(out_dir, overwrite, resume_run)
     seed_everything(cfg.seed)
-    tokenizer, td, model = load_inputs(task, cfg.model, cfg.data, data_dir)
+    tokenizer, td, model = load_inputs(task, cfg.model, cfg.data, data_dir, fresh_head=True)
     model.to(device).train()
     loader = data.make_loader(td.train, cfg.data.batch_size, tokenizer.pad_token_id,
                               shuffle=True, seed=cfg.seed, pin_memory=device.type == "cuda",

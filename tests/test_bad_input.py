@@ -93,6 +93,15 @@ CATALOGUE = {
                                                      "holds files spd did not write (model)"),
     "a folder of someone else's files as --output, with --overwrite": (
         FINETUNE + ["--overwrite"], "foreign", "holds files spd did not write (model)"),
+    "teacher with a regression head for a classification task": (
+        replace(PRUNE, "--teacher", "{regression_model}"), None,
+        "its head has 1 outputs (regression) where rte needs 2"),
+    "teacher run folder of another task with the same label count": (
+        replace(PRUNE, "--teacher", "{mrpc_teacher}"), None,
+        "its spd run folder records task 'mrpc'"),
+    "evaluate a model whose head does not fit the task": (
+        ["evaluate", "--task", "rte", "--model", "{regression_model}", "--data-dir", "{glue}"],
+        None, "does not fit task rte"),
     "--set task contradicting --task": (FINETUNE + ["--set", "task=mrpc"], None,
                                         "--set task=mrpc contradicts --task rte"),
     "--set prune.sparsity contradicting --sparsity": (PRUNE + ["--set", "prune.sparsity=0.8"],
@@ -131,6 +140,16 @@ def broken_copy(small_glue: Path, out: Path, edit) -> Path:
     shutil.copytree(small_glue, out)
     path = out / "rte" / "train.jsonl"
     path.write_text(edit(path.read_text()))
+    return out
+
+
+def regression_head(model_dir: Path, out: Path) -> Path:
+    """The tiny BERT saved with a one-output regression head (an STS-B model's shape)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    AutoModelForSequenceClassification.from_pretrained(
+        model_dir, num_labels=1, problem_type="regression").save_pretrained(out)
+    AutoTokenizer.from_pretrained(model_dir).save_pretrained(out)
     return out
 
 
@@ -184,12 +203,17 @@ def places(tiny_model_dir, small_glue, tmp_path_factory):
          "glue_bad_gz": gz_copy(small_glue, base / "g5", damage=True),
          "glue_surrogate": broken_copy(small_glue, base / "g6", _surrogate),
          "distilbert": tiny_bert(base / "distilbert", kind="distilbert"),
-         "other_arch_model": tiny_bert(base / "hidden64", hidden=64)}
+         "other_arch_model": tiny_bert(base / "hidden64", hidden=64),
+         "regression_model": regression_head(tiny_model_dir, base / "regression")}
     teacher = base / "teacher"
     assert main(["finetune", "--task", "rte", "--model", str(tiny_model_dir), "--data-dir",
                  str(small_glue), "--output", str(teacher), "--set", "optim.max_steps=4",
                  "--set", "data.max_length=64"]) == 0
     p["teacher"] = teacher
+    p["mrpc_teacher"] = base / "mrpc-teacher"  # the RTE teacher's folder, recording MRPC
+    shutil.copytree(teacher, p["mrpc_teacher"])
+    config = json.loads((p["mrpc_teacher"] / "config.json").read_text())
+    (p["mrpc_teacher"] / "config.json").write_text(json.dumps({**config, "task": "mrpc"}))
     with pytest.MonkeyPatch.context() as mp:  # an SPD run stopped after its checkpoint at 12
         interrupt_at(mp, 13, _raise_interrupt)
         for name in ("interrupted", "other_arch"):

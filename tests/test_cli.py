@@ -166,3 +166,21 @@ def test_version_prints_the_package_version_and_commit(capsys):
     assert main(["--version"]) == 0
     out = capsys.readouterr().out.strip()
     assert out.startswith(f"spd {__version__} (") and len(out.split("(")[1].split(",")[0]) >= 7
+
+
+def test_finetune_from_another_tasks_model_starts_a_fresh_head(tiny_model_dir, small_glue,
+                                                               tmp_path, caplog):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from spd.cli import main
+
+    regression = tmp_path / "stsb-shaped"
+    AutoModelForSequenceClassification.from_pretrained(
+        tiny_model_dir, num_labels=1, problem_type="regression").save_pretrained(regression)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(regression)
+    assert main(["finetune", "--task", "rte", "--model", str(regression), "--data-dir",
+                 str(small_glue), "--output", str(tmp_path / "run"), *TINY]) == 0
+    said = [r.getMessage() for r in caplog.records if "starting a fresh rte head" in r.getMessage()]
+    assert len(said) == 1 and "1 outputs (regression)" in said[0]
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "run" / "model")
+    assert model.config.num_labels == 2
