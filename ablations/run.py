@@ -33,7 +33,7 @@ from spd import rundir
 from spd.cli import EXIT_BAD_INPUT, OneLineParser
 from spd.cli import main as spd_main
 from spd.config import finetune_config, spd_config
-from spd.errors import SpdError, bad_value
+from spd.errors import SpdError, bad_value, output_folder
 from spd.tasks import get_task
 
 LOCK, RUNNER_LOG = ".lock", "runner.jsonl"
@@ -198,6 +198,7 @@ def grid(args) -> list[Cell]:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     try:
+        output_folder("--results", args.results)
         cells = grid(args)
     except SpdError as e:
         print(f"ablations: error: {e}", file=sys.stderr)

@@ -31,7 +31,7 @@ from ablations.registry import Cell
 from ablations.run import build_parser, cell_config, grid, is_finished
 from spd import rundir
 from spd.cli import EXIT_BAD_INPUT
-from spd.errors import SpdError
+from spd.errors import SpdError, output_folder
 from spd.tasks import get_task
 
 TABLES, FIGURES = Path("ablations/tables"), Path("ablations/figures")
@@ -279,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(TABLES), help=f"tables folder (default: {TABLES})")
     args = parser.parse_args(argv)
     try:
+        output_folder("--out", args.out)
         shown = [a for i, a in enumerate(argv)  # the command, less where the files went
                  if a != "--out" and (i == 0 or argv[i - 1] != "--out")]
         paths = write_tables(args, shown, Path(args.out))

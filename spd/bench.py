@@ -32,7 +32,8 @@ from spd.distill import Progress, Student
 from spd.losses import spd_loss
 from spd.schedules import make_plan
 from spd.grafting import draw_layers, set_layers
-from spd.models import load_classifier, load_tokenizer
+from spd.errors import SpdError
+from spd.models import load_classifier, load_tokenizer, max_positions
 from spd.tasks import get_task
 from spd.train import TaskData
 
@@ -100,6 +101,9 @@ def training_breakdown(model_name: str, task_name: str, batch: int, length: int,
     task = get_task(task_name)
     tokenizer = load_tokenizer(model_name)
     teacher = load_classifier(model_name, task).to(device).eval()
+    if length > max_positions(teacher):
+        raise SpdError(f"--length: got {length}; allowed: at most {max_positions(teacher)}, the "
+                       f"model's max_position_embeddings")
     cfg = spd_config(task.name, model_name, "cpu", ["theory_examples=0"])
     plan = make_plan(cfg, steps_per_epoch=100)
     td = TaskData(task, tokenizer, [], {"validation": []}, [], {})

@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from spd.errors import SpdError, bad_value
+from spd.errors import SpdError, bad_value, output_folder
 from spd.interrupt import Stopped
 
 EXIT_BAD_INPUT = 2
@@ -250,19 +250,24 @@ def cmd_run(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from spd import rundir
-    from spd.config import DataConfig
     from spd.device import resolve_device
     from spd.train import evaluate_dev, load_task_data
-    from spd.models import load_classifier, load_tokenizer
+    from spd.models import load_classifier, load_tokenizer, max_positions
     from spd.tasks import get_task
 
     task = get_task(args.task)
-    DataConfig(max_length=args.max_length, eval_batch_size=args.batch_size)  # validates both
+    if args.batch_size < 1:
+        raise bad_value("--batch-size", args.batch_size, "an integer >= 1")
+    if args.max_length < 8:
+        raise bad_value("--max-length", args.max_length, "an integer >= 8")
     name = rundir.model_source(args.model)
     data_dir, device = data_dir_from(args.data_dir), resolve_device(args.device)
     tokenizer = load_tokenizer(name)
-    td = load_task_data(task, tokenizer, data_dir, args.max_length, train_eval_size=0)
     model = load_classifier(name, task).to(device)
+    if args.max_length > max_positions(model):
+        raise bad_value("--max-length", args.max_length,
+                        f"at most {max_positions(model)}, the model's max_position_embeddings")
+    td = load_task_data(task, tokenizer, data_dir, args.max_length, train_eval_size=0)
     print(json.dumps({"task": task.name, "model": args.model,
                       "dev": evaluate_dev(model, td, device, args.batch_size)}, indent=2))
     return 0
@@ -280,6 +285,7 @@ def cmd_bench(args) -> int:
     if args.epoch_steps < 0:
         raise bad_value("--epoch-steps", args.epoch_steps, "an integer >= 1 (0: the step "
                         "breakdown instead)")
+    output_folder("--output", args.output)
     if args.epoch_steps:
         from spd import bench_epoch
 
@@ -304,6 +310,7 @@ def cmd_bench(args) -> int:
 def cmd_theory(args) -> int:
     from spd.probe import check_run
 
+    output_folder("--output", args.output)
     print(check_run(Path(args.run), args.output, args.examples, data_dir_from(args.data_dir),
                     " ".join(["spd", *sys.argv[1:]])))
     return 0

@@ -53,7 +53,7 @@ def load_tokenizer(name: str):
     try:
         return AutoTokenizer.from_pretrained(resolve_model_path(name))
     except (OSError, ValueError) as e:
-        raise SpdError(f"cannot load a tokenizer for model {name!r}: {_first_line(e)}") from None
+        raise _load_error("a tokenizer for model", name, e) from None
 
 
 def _recorded_task(name: str) -> str | None:
@@ -119,7 +119,7 @@ def load_classifier(name: str, task: Task, fresh_head: bool = False):
             attn_implementation="eager", ignore_mismatched_sizes=bool(problem),
         )
     except (OSError, ValueError) as e:
-        raise SpdError(f"cannot load model {name!r}: {_first_line(e)}") from None
+        raise _load_error("model", name, e) from None
     if problem:  # a head of the same shape loads as it was saved: start it afresh
         import torch
 
@@ -149,6 +149,20 @@ def check_same_architecture(teacher, student, teacher_name: str) -> None:
 
 def max_positions(model) -> int:
     return int(getattr(model.config, "max_position_embeddings", 512))
+
+
+def _load_error(what: str, name: str, e: Exception) -> SpdError:
+    """One line for a model that would not load; a name that is no local folder was tried as a
+    hub id, so say that too (a mistyped local path otherwise reads as a network failure)."""
+    import os
+
+    if Path(name).expanduser().exists() or name == DEFAULT_MODEL:
+        return SpdError(f"cannot load {what} {name!r}: {_first_line(e)}")
+    hub = ("the hub is offline (HF_HUB_OFFLINE=1)" if os.environ.get("HF_HUB_OFFLINE") == "1"
+           else _first_line(e))
+    return SpdError(f"cannot load {what} {name!r}: no local folder has that name, and as a hub id "
+                    f"it could not be loaded ({hub}); allowed: a local run or model folder, a hub "
+                    f"id reachable online, or minilm")
 
 
 def _first_line(e: Exception) -> str:

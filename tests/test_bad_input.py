@@ -102,6 +102,25 @@ CATALOGUE = {
     "evaluate a model whose head does not fit the task": (
         ["evaluate", "--task", "rte", "--model", "{regression_model}", "--data-dir", "{glue}"],
         None, "does not fit task rte"),
+    "evaluate with a max length above the model's limit": (
+        ["evaluate", "--task", "rte", "--model", "{teacher}", "--data-dir", "{glue}",
+         "--max-length", "100000"], None, "--max-length: got 100000; allowed: at most 128"),
+    "evaluate with batch size 0": (
+        ["evaluate", "--task", "rte", "--model", "{teacher}", "--data-dir", "{glue}",
+         "--batch-size", "0"], None, "--batch-size: got 0"),
+    "bench with a length above the model's limit": (
+        ["bench", "--model", "{model}", "--task", "rte", "--length", "100000", "--repeats", "1"],
+        None, "--length: got 100000; allowed: at most 128"),
+    "bench output that is a file": (["bench", "--model", "{model}", "--output", "{tmp}/afile"],
+                                    None, "afile' is a file; allowed: a folder"),
+    "theory output that is a file": (["theory", "{finished_run}", "--output", "{tmp}/afile"],
+                                     None, "afile' is a file; allowed: a folder"),
+    "ablation tables --out that is a file": (["@tables", "components", "--out", "{tmp}/afile"],
+                                             None, "afile' is a file; allowed: a folder"),
+    "ablation results folder that is a file": (["@ablations", "components", "--results",
+                                                "{tmp}/afile"], None, "afile' is a file"),
+    "mistyped local teacher path": (replace(PRUNE, "--teacher", "teachr/rte"), None,
+                                    "'teachr/rte': no local folder has that name, and as a hub id"),
     "--set task contradicting --task": (FINETUNE + ["--set", "task=mrpc"], None,
                                         "--set task=mrpc contradicts --task rte"),
     "--set prune.sparsity contradicting --sparsity": (PRUNE + ["--set", "prune.sparsity=0.8"],
@@ -273,7 +292,7 @@ def run_case(name: str, places: dict, tmp: Path) -> tuple[int, str, dict | None,
         (out / "config.json").write_text(json.dumps({**config, "teacher": str(teacher)}))
     before = snapshot(out)
     args = [fill(a, places, tmp, out) for a in argv]
-    program = {"@ablations": ["-m", "ablations.run"]}.get(
+    program = {"@ablations": ["-m", "ablations.run"], "@tables": ["-m", "ablations.tables"]}.get(
         args[0], ["-m", "spd", args[0]])
     proc = subprocess.run([sys.executable, *program, *args[1:]], cwd=REPO, capture_output=True,
                           text=True, timeout=300)
