@@ -47,7 +47,9 @@ def runs_table(finals: list[dict]) -> str:
     rows = []
     for f in finals:
         best, m = f["best_dev_during_training"], f["main_metric"]
-        rows.append([f["task"], f["model"], str(f["seed"]), _metrics(f["dev"]),
+        # An SPD run records its teacher, not a model: name it as the student it is.
+        model = f.get("model") or f"SPD student at {f.get('sparsity', 0):.2f}"
+        rows.append([f["task"], model, str(f["seed"]), _metrics(f["dev"]),
                      f"{m} {best['dev'][m]:.4f} ({best['step']})",
                      _metrics(f["train_subset"] or {}) or "-", *_tail(f)])
     return _markdown(["task", "model", "seed", "dev (final)", "best dev during training (step)",
@@ -225,6 +227,10 @@ def write_run_report(run_dir: Path) -> Path:
     if "teacher_dev" not in final:
         raise SpdError(f"{str(run_dir)!r} is not an SPD run (no teacher_dev in final.json); "
                        f"allowed: a run folder written by spd prune or spd run")
+    for name in (rundir.METRICS, "sparsity.json"):
+        if not (run_dir / name).is_file():
+            raise SpdError(f"{str(run_dir)!r} lacks {name}, which report.md is made from; "
+                           f"allowed: a complete run folder written by spd prune or spd run")
     records = rundir.read_jsonl(run_dir / rundir.METRICS)
     per_matrix = rundir.read_json(run_dir / "sparsity.json")["per_matrix"]
     write_plots(run_dir, final, records, per_matrix)

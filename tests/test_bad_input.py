@@ -121,6 +121,8 @@ CATALOGUE = {
                                                 "{tmp}/afile"], None, "afile' is a file"),
     "mistyped local teacher path": (replace(PRUNE, "--teacher", "teachr/rte"), None,
                                     "'teachr/rte': no local folder has that name, and as a hub id"),
+    "report --write on a run without metrics.jsonl": (
+        ["report", "{out}", "--write"], "bare_run", "lacks metrics.jsonl"),
     "--set task contradicting --task": (FINETUNE + ["--set", "task=mrpc"], None,
                                         "--set task=mrpc contradicts --task rte"),
     "--set prune.sparsity contradicting --sparsity": (PRUNE + ["--set", "prune.sparsity=0.8"],
@@ -260,6 +262,9 @@ def prepare(state: str | None, places: dict, tmp: Path) -> Path:
         data = bytearray(ckpt.read_bytes())
         data[len(data) // 2] ^= 0xFF
         ckpt.write_bytes(bytes(data))
+    if state == "bare_run":  # a finished SPD run's final.json alone
+        out.mkdir()
+        shutil.copy(places["finished_run"] / "final.json", out / "final.json")
     if state == "foreign":  # the issue's example: a folder that is not a run, holding a file
         (out / "model").mkdir(parents=True)
         (out / "model" / "important.txt").write_text("x\n")

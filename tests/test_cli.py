@@ -184,3 +184,16 @@ def test_finetune_from_another_tasks_model_starts_a_fresh_head(tiny_model_dir, s
     assert len(said) == 1 and "1 outputs (regression)" in said[0]
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "run" / "model")
     assert model.config.num_labels == 2
+
+
+def test_report_over_a_teacher_and_a_student_together_is_one_table():
+    from spd.report import table
+
+    teacher = {"task": "rte", "model": "minilm", "seed": 42, "dev": {"accuracy": 0.6},
+               "best_dev_during_training": {"step": 4, "dev": {"accuracy": 0.6}},
+               "main_metric": "accuracy", "train_subset": None, "steps": 4, "wall_time_s": 60,
+               "environment": {"device": "cpu (2 threads)"}}
+    student = {**{k: v for k, v in teacher.items() if k != "model"}, "teacher": "t",
+               "teacher_dev": {"accuracy": 0.6}, "sparsity": 0.9}
+    text = table([teacher, student])
+    assert "| rte | minilm | 42 |" in text and "| rte | SPD student at 0.90 | 42 |" in text
