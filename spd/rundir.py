@@ -31,9 +31,18 @@ def _atomic_write_text(path: Path, text: str) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:  # disk full, permission lost mid-run: no temp file, one line
+        Path(tmp).unlink(missing_ok=True)
+        raise _write_failed(path, e) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _write_failed(path: Path, e: OSError) -> SpdError:
+    return SpdError(f"writing {str(path)!r} failed ({e.strerror or e}); the files written before "
+                    f"are kept, the last checkpoint too; allowed: free space or restore the "
+                    f"permission, then run the same command with --resume")
 
 
 def write_text(path: Path, text: str) -> None:
@@ -102,12 +111,19 @@ def save_checkpoint(run_dir: Path, state: dict) -> None:
     payload = buf.getvalue()
     path = Path(run_dir) / CHECKPOINT
     tmp = path.with_name(f".{CHECKPOINT}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(hashlib.sha256(payload).hexdigest().encode() + b"\n")
-        f.write(payload)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(hashlib.sha256(payload).hexdigest().encode() + b"\n")
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:  # the previous checkpoint stays whole: the new one never replaced it
+        tmp.unlink(missing_ok=True)
+        raise _write_failed(path, e) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def load_checkpoint(run_dir: Path) -> dict | None:

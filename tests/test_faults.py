@@ -260,3 +260,33 @@ def test_a_checkpoint_of_another_configuration_is_refused():
     with pytest.raises(SpdError, match=f"config hash {config_hash(other)}, this run "
                                        f"{config_hash(cfg)}"):
         resume.check_config({"config_hash": config_hash(other)}, cfg)
+
+
+def test_a_disk_full_during_a_checkpoint_keeps_the_last_one_and_leaves_no_temp_file(
+        pruned, tiny_teacher, small_glue, tmp_path, monkeypatch, capsys):
+    """The second checkpoint's fsync fails with ENOSPC: exit 2 with one line, the first
+    checkpoint (step 6) stays whole, no temporary file is left, and --resume finishes the run
+    to the uninterrupted result."""
+    from spd import rundir
+
+    out = tmp_path / "full"
+    args = smoke_prune(tiny_teacher, small_glue, out, "--set", "checkpoint_every=6")
+    real_fsync, seen = os.fsync, []
+
+    def fsync(fd):
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(".checkpoint.pt.tmp"):
+            seen.append(fd)
+            if len(seen) == 2:
+                raise OSError(28, "No space left on device")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(rundir.os, "fsync", fsync)
+    capsys.readouterr()
+    assert main(args) == 2
+    monkeypatch.setattr(rundir.os, "fsync", real_fsync)
+    err = [x for x in capsys.readouterr().err.splitlines() if x.startswith("spd: error")]
+    assert len(err) == 1 and "No space left on device" in err[0] and "--resume" in err[0]
+    assert rundir.load_checkpoint(out)["progress"]["step"] == 6
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+    assert main([*args, "--resume"]) == 0
+    same_result(out, pruned)
