@@ -228,6 +228,9 @@ def cmd_run(args) -> int:
     data_dir, device = data_dir_from(args.data_dir), resolve_device(args.device)
     rundir.check_writable(out)
     rundir.check_existing(out, cfg, args.overwrite)  # refuse before the teacher's work
+    from spd.models import check_pattern_fits
+
+    check_pattern_fits(tcfg.model, cfg.prune.pattern)  # the student's matrices are the teacher's
     command = ["spd", *sys.argv[1:]]
     # --resume continues whichever of the two runs had started; --overwrite replaces the
     # teacher only when it was fine-tuned with another configuration.

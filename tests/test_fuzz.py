@@ -85,3 +85,45 @@ def test_any_json_rows_are_loaded_or_refused_cleanly(tmp_path, rows, task):
 def test_rows_with_the_right_fields_and_any_values_are_loaded_or_refused_cleanly(tmp_path, row):
     for task in ("mrpc", "stsb"):
         one_line_error(lambda: _load(tmp_path, (json.dumps(row) + "\n").encode(), task))
+
+
+FLAGS = st.sampled_from(["--task", "--model", "--teacher", "--sparsity", "--output", "--preset",
+                         "--set", "--teacher-set", "--data-dir", "--device", "--resume",
+                         "--overwrite", "--batch-size", "--max-length", "--examples", "--write",
+                         "--epoch-steps", "--length", "--repeats", "--seeds"])
+ODD = st.sampled_from(["", " ", "-1", "0", "1e309", "nan", "mrpc", "rte", "0.9", "x=y",
+                       "task=mrpc", "prune.sparsity=2", "model=", "--", "\u00e9", "a/b/c",
+                       "./nowhere", "smoke", "cuda"]) | st.text(max_size=8)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None,
+          max_examples=40)  # each draw is a whole command: kept small for the suite's time
+@given(command=st.sampled_from(["finetune", "prune", "run", "evaluate", "report", "bench",
+                                 "theory", ""]),
+       pairs=st.lists(st.tuples(FLAGS, ODD), max_size=5))
+def test_the_command_line_fails_in_one_line_whatever_it_is_given(command, pairs, tmp_path,
+                                                                 capsys, monkeypatch):
+    """argv lists of the real command line from its flags and odd values: exit 0, 2, 130 or
+    143, at most one error line, no traceback. No draw can start real work: the data comes
+    from the hub, which is offline here, and bench always gets a model that does not exist;
+    the command runs in an empty folder."""
+    from spd.cli import main
+
+    monkeypatch.delenv("SPD_DATA_DIR", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+    argv = [command] if command else []
+    for flag, value in pairs:
+        argv += [flag, value]
+    if command == "bench":
+        argv += ["--model", "./nowhere"]
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse's own exits (--help, usage errors)
+        code = e.code
+    err = capsys.readouterr().err
+    assert code in (0, 2, 130, 143), (argv, code, err[-500:])
+    assert "Traceback" not in err, (argv, err[-2000:])
+    errors = [line for line in err.splitlines() if "error" in line.lower()]
+    assert len(errors) <= 1, (argv, err[-2000:])
