@@ -126,6 +126,15 @@ CATALOGUE = {
                                     "'teachr/rte': no local folder has that name, and as a hub id"),
     "report --write on a run without metrics.jsonl": (
         ["report", "{out}", "--write"], "bare_run", "lacks metrics.jsonl"),
+    "spd run with --set task contradicting --task": (
+        ["run", "--task", "rte", "--model", "{model}", "--sparsity", "0.5", "--data-dir", "{glue}",
+         "--output", "{out}", "--preset", "smoke", "--set", "task=mrpc"], None,
+        "--set task=mrpc contradicts --task rte"),
+    "bench with a model whose head does not fit the task": (
+        ["bench", "--model", "{regression_model}", "--task", "rte", "--repeats", "1"], None,
+        "does not fit task rte"),
+    "a byte that is not UTF-8 in a data file": (replace(FINETUNE, "--data-dir", "{glue_latin1}"),
+                                                None, "train.jsonl:6: not UTF-8 (byte b'\\xe9')"),
     "--set task contradicting --task": (FINETUNE + ["--set", "task=mrpc"], None,
                                         "--set task=mrpc contradicts --task rte"),
     "--set prune.sparsity contradicting --sparsity": (PRUNE + ["--set", "prune.sparsity=0.8"],
@@ -192,6 +201,16 @@ def gz_copy(small_glue: Path, out: Path, damage: bool) -> Path:
     return out
 
 
+def latin1_copy(small_glue: Path, out: Path) -> Path:
+    """The train split with one Latin-1 byte (0xe9, an e-acute) in its sixth line."""
+    shutil.copytree(small_glue, out)
+    path = out / "rte" / "train.jsonl"
+    lines = path.read_bytes().splitlines(keepends=True)
+    lines[5] = lines[5].replace(b'"sentence1": "', b'"sentence1": "\xe9', 1)
+    path.write_bytes(b"".join(lines))
+    return out
+
+
 def _surrogate(text: str) -> str:
     rows = text.splitlines(keepends=True)
     return "".join([*rows[:3], rows[3].replace('"sentence1": "', '"sentence1": "\\ud800', 1),
@@ -226,6 +245,7 @@ def places(tiny_model_dir, small_glue, tmp_path_factory):
          "glue_empty": broken_copy(small_glue, base / "g4", lambda t: "\n"),
          "glue_bad_gz": gz_copy(small_glue, base / "g5", damage=True),
          "glue_surrogate": broken_copy(small_glue, base / "g6", _surrogate),
+         "glue_latin1": latin1_copy(small_glue, base / "g7"),
          "distilbert": tiny_bert(base / "distilbert", kind="distilbert"),
          "other_arch_model": tiny_bert(base / "hidden64", hidden=64),
          "regression_model": regression_head(tiny_model_dir, base / "regression")}
