@@ -168,8 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="print a model's GLUE dev metrics as JSON")
     _add_common(ev)
     ev.add_argument("--model", required=True, help="a run's model/ folder, a run folder or a hub id")
-    ev.add_argument("--batch-size", type=int, default=128)
-    ev.add_argument("--max-length", type=int, default=128)
+    ev.add_argument("--batch-size", type=int, help="evaluation batch size (default: the run's "
+                    "data.eval_batch_size, else 128)")
+    ev.add_argument("--max-length", type=int, help="truncation length in tokens (default: the "
+                    "run's data.max_length, else 128)")
+    ev.add_argument("--precision", help="auto, fp32 or bf16 (default: the run's precision, else "
+                    "auto): a run's own settings reproduce its final.json")
     return parser
 
 
@@ -258,21 +262,31 @@ def cmd_evaluate(args) -> int:
     from spd.models import load_classifier, load_tokenizer, max_positions
     from spd.tasks import get_task
 
+    from spd.device import PRECISIONS
+
     task = get_task(args.task)
-    if args.batch_size < 1:
-        raise bad_value("--batch-size", args.batch_size, "an integer >= 1")
-    if args.max_length < 8:
-        raise bad_value("--max-length", args.max_length, "an integer >= 8")
+    run = rundir.recorded_config(rundir.model_source(args.model)) or {}
+    batch_size = args.batch_size or run.get("data", {}).get("eval_batch_size", 128)
+    max_length = args.max_length or run.get("data", {}).get("max_length", 128)
+    precision = args.precision or run.get("precision", "auto")
+    if batch_size < 1:
+        raise bad_value("--batch-size", batch_size, "an integer >= 1")
+    if max_length < 8:
+        raise bad_value("--max-length", max_length, "an integer >= 8")
+    if precision not in PRECISIONS:
+        raise bad_value("--precision", precision, ", ".join(PRECISIONS))
     name = rundir.model_source(args.model)
     data_dir, device = data_dir_from(args.data_dir), resolve_device(args.device)
     tokenizer = load_tokenizer(name)
     model = load_classifier(name, task).to(device)
-    if args.max_length > max_positions(model):
-        raise bad_value("--max-length", args.max_length,
+    if max_length > max_positions(model):
+        raise bad_value("--max-length", max_length,
                         f"at most {max_positions(model)}, the model's max_position_embeddings")
-    td = load_task_data(task, tokenizer, data_dir, args.max_length, train_eval_size=0)
+    td = load_task_data(task, tokenizer, data_dir, max_length, train_eval_size=0)
     print(json.dumps({"task": task.name, "model": args.model,
-                      "dev": evaluate_dev(model, td, device, args.batch_size)}, indent=2))
+                      "settings": {"max_length": max_length, "batch_size": batch_size,
+                                   "precision": precision},
+                      "dev": evaluate_dev(model, td, device, batch_size, precision)}, indent=2))
     return 0
 
 

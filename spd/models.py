@@ -79,27 +79,15 @@ def load_tokenizer(name: str):
         raise _load_error("a tokenizer for model", name, e) from None
 
 
-def _recorded_task(name: str) -> str | None:
-    """The task an spd run folder records, for the folder itself or its model/ folder."""
-    import json
-
-    for folder in (Path(name), Path(name).parent):
-        try:
-            cfg = json.loads((folder / "config.json").read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(cfg, dict) and "task" in cfg and "data" in cfg:  # spd's, not HF's
-            return cfg["task"]
-    return None
-
-
 def head_mismatch(name: str, task: Task) -> str | None:
     """What about `name`'s saved classification head does not fit `task`, or None: another
     label count or problem type, or an spd run folder that records another task. A model saved
     without a head (a plain encoder such as minilm) fits: its head starts fresh anyway."""
     from transformers import AutoConfig
 
-    recorded = _recorded_task(name)
+    from spd.rundir import recorded_config
+
+    recorded = (recorded_config(name) or {}).get("task")
     if recorded is not None and recorded != task.name:
         return f"its spd run folder records task {recorded!r}"
     try:

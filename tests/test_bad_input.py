@@ -87,7 +87,7 @@ CATALOGUE = {
     "damaged checkpoint": ([*PRUNE, "--resume"], "damaged", "is damaged"),
     "evaluate with a too short max length": (["evaluate", "--task", "rte", "--model", "{model}",
                                               "--data-dir", "{glue}", "--max-length", "4"],
-                                             None, "data.max_length: got 4"),
+                                             None, "--max-length: got 4"),
     "unknown ablation": (["@ablations", "component", "--results", "{out}"], None,
                          "ablation: got 'component'"),
     "bad --shard": (["@ablations", "components", "--shard", "3/2", "--results", "{out}"], None,

@@ -367,3 +367,13 @@ def test_audit_flags_all_loss_weights_zero_and_matrices_pruned_to_nothing():
     assert any("keeps round(n (1 - s)) = 0 weights of 1 matrices" in w for w in warnings)
     assert not any("= 0 weights" in w for w in audit(spd_config("mrpc", "t"), make_plan(cfg, 100),
                                                        sizes))
+
+
+def test_evaluate_defaults_to_the_runs_own_settings(pruned, small_glue, capsys):
+    final = json.loads((pruned / "final.json").read_text())
+    capsys.readouterr()
+    assert main(["evaluate", "--task", "rte", "--model", str(pruned / "model"), "--data-dir",
+                 str(small_glue)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["settings"] == {"max_length": 64, "batch_size": 128, "precision": "auto"}
+    assert out["dev"] == final["dev"]
