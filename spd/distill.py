@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from spd import data, parallel, pruning, resume, rundir
+from spd import data, model_card, parallel, pruning, resume, rundir
 from spd.config import SPDConfig, config_hash, to_dict
 from spd.device import autocast, describe, fast_math
 from spd.errors import SpdError
@@ -219,9 +219,13 @@ class Student:
         plain = export_student(self.model)
         plain_linears = pruning.prunable_linears(pruning.encoder_layers(plain))
         pruning.bake(plain_linears)
-        rundir.save_model(plain, tokenizer, out_dir)
         sparsity = {"overall": pruning.overall_sparsity(plain_linears),
                     "per_matrix": pruning.sparsity_table(plain_linears)}
+        p = self.cfg.prune  # recorded in the model's own config.json (extra keys load fine)
+        plain.config.spd_sparsity = {"overall": sparsity["overall"], "target": p.sparsity,
+                                     "pattern": p.pattern, "scope": p.scope,
+                                     "criterion": p.criterion}
+        rundir.save_model(plain, tokenizer, out_dir)
         rundir.write_json(out_dir / SPARSITY_FILE, sparsity)
         return sparsity
 
@@ -337,6 +341,7 @@ def _prune(cfg, out_dir, data_dir, device, overwrite, command, resume_run, world
              "sparsity": sparsity["overall"], "target_sparsity": cfg.prune.sparsity,
              "resumed_at_steps": progress.resumed_at_steps}
     rundir.write_json(out_dir / rundir.FINAL, final)
+    model_card.write(out_dir)
     write_run_report(out_dir)
     (out_dir / rundir.CHECKPOINT).unlink(missing_ok=True)
     world.barrier()

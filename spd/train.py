@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from spd import data, resume, rundir
+from spd import data, model_card, resume, rundir
 from spd.config import FinetuneConfig, config_hash, to_dict
 from spd.device import autocast, describe, fast_math
 from spd.errors import SpdError
@@ -269,6 +269,7 @@ def _finetune(cfg, out_dir, data_dir, device, overwrite, command, resume_run, lo
                            env, command),
              "model": cfg.model, "resumed_at_steps": progress.resumed_at_steps}
     rundir.write_json(out_dir / rundir.FINAL, final)
+    model_card.write(out_dir)
     (out_dir / rundir.CHECKPOINT).unlink(missing_ok=True)
     return final
 

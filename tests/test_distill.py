@@ -377,3 +377,21 @@ def test_evaluate_defaults_to_the_runs_own_settings(pruned, small_glue, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["settings"] == {"max_length": 64, "batch_size": 128, "precision": "auto"}
     assert out["dev"] == final["dev"]
+
+
+def test_exported_models_carry_a_model_card_and_their_sparsity(pruned, tiny_teacher):
+    card = (pruned / "model" / "README.md").read_text()
+    final = json.loads((pruned / "final.json").read_text())
+    head, body = card.split("---\n", 2)[1:]
+    assert "base_model:" in head and "config: rte" in head and "- sparse" in head
+    assert f"      value: {final['dev']['accuracy']!r}" in head  # the final dev metric
+    assert final["config_hash"] in body and f"{final['sparsity']:.4f} overall" in body
+    kinds = [line for line in body.splitlines() if line.startswith("| attention.") or
+             line.startswith(("| intermediate.", "| output."))]
+    assert len(kinds) == 6
+    config = json.loads((pruned / "model" / "config.json").read_text())
+    assert config["spd_sparsity"]["pattern"] == "unstructured"
+    assert config["spd_sparsity"]["overall"] == pytest.approx(final["sparsity"])
+    AutoModelForSequenceClassification.from_pretrained(pruned / "model")  # loads unchanged
+    teacher_card = (tiny_teacher / "model" / "README.md").read_text()
+    assert teacher_card.startswith("---\n") and "- sparse" not in teacher_card
