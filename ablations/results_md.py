@@ -103,7 +103,8 @@ def render(cells, finals, results: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m ablations.results_md", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m ablations.results_md",
+                                description=__doc__.split("\n")[0])
     p.add_argument("--results", default=str(RESULTS), help=f"results folder (default {RESULTS})")
     p.add_argument("--out", default="RESULTS.md", help="file to write (default RESULTS.md)")
     args = p.parse_args(argv)

@@ -264,7 +264,8 @@ class OutputLock:
             holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
             raise SpdError(f"--output {str(self.run_dir)!r} is in use by another spd process "
-                           f"({holder}); allowed: wait for it to end, or another --output") from None
+                           f"({holder}); allowed: wait for it to end, or another "
+                           f"--output") from None
 
     def check_free(self) -> None:
         """Refuse at once, before any work and touching nothing, when another process holds

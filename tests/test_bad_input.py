@@ -135,6 +135,10 @@ CATALOGUE = {
         "does not fit task rte"),
     "a byte that is not UTF-8 in a data file": (replace(FINETUNE, "--data-dir", "{glue_latin1}"),
                                                 None, "train.jsonl:6: not UTF-8 (byte b'\\xe9')"),
+    "checkpoint of another configuration": ([*PRUNE, "--resume"], "foreign_checkpoint",
+                                            "written by a run of another configuration"),
+    "hub id with the hub offline": (replace(PRUNE, "--teacher", "owner/model"), None,
+                                    "the hub is offline (HF_HUB_OFFLINE=1); allowed:"),
     "--set task contradicting --task": (FINETUNE + ["--set", "task=mrpc"], None,
                                         "--set task=mrpc contradicts --task rte"),
     "--set prune.sparsity contradicting --sparsity": (PRUNE + ["--set", "prune.sparsity=0.8"],
@@ -264,6 +268,9 @@ def places(tiny_model_dir, small_glue, tmp_path_factory):
             run = base / name
             assert main([fill(a, p, base, run) for a in PRUNE]) == 130
             p[f"{name}_run"] = run
+        seed7 = base / "seed7"  # the same run with another seed: another configuration
+        assert main([fill(a, p, base, seed7) for a in PRUNE + ["--set", "seed=7"]]) == 130
+        p["seed7_run"] = seed7
     finished = base / "finished"
     assert main([fill(a, p, base, finished) for a in PRUNE]) == 0
     p["finished_run"] = finished
@@ -285,6 +292,9 @@ def prepare(state: str | None, places: dict, tmp: Path) -> Path:
         data = bytearray(ckpt.read_bytes())
         data[len(data) // 2] ^= 0xFF
         ckpt.write_bytes(bytes(data))
+    if state == "foreign_checkpoint":  # the interrupted run, its checkpoint from another config
+        shutil.copytree(places["interrupted_run"], out)
+        shutil.copy(places["seed7_run"] / "checkpoint.pt", out / "checkpoint.pt")
     if state == "bare_run":  # a finished SPD run's final.json alone
         out.mkdir()
         shutil.copy(places["finished_run"] / "final.json", out / "final.json")

@@ -197,3 +197,21 @@ def test_report_over_a_teacher_and_a_student_together_is_one_table():
                "teacher_dev": {"accuracy": 0.6}, "sparsity": 0.9}
     text = table([teacher, student])
     assert "| rte | minilm | 42 |" in text and "| rte | SPD student at 0.90 | 42 |" in text
+
+
+@pytest.mark.parametrize("saved_labels, problem, task, fits", [
+    (1, "regression", "rte", False), (2, "single_label_classification", "stsb", False),
+    (3, "single_label_classification", "rte", False),
+    (2, "single_label_classification", "rte", True),
+    (1, "regression", "stsb", True)])
+def test_a_saved_head_fits_only_its_own_task_shape(tiny_model_dir, tmp_path, saved_labels,
+                                                    problem, task, fits):
+    from transformers import AutoModelForSequenceClassification
+
+    from spd.models import head_mismatch
+    from spd.tasks import get_task
+
+    AutoModelForSequenceClassification.from_pretrained(
+        tiny_model_dir, num_labels=saved_labels, problem_type=problem).save_pretrained(tmp_path)
+    assert (head_mismatch(str(tmp_path), get_task(task)) is None) == fits
+    assert head_mismatch(str(tiny_model_dir), get_task(task)) is None  # no saved head: fits
