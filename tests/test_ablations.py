@@ -345,8 +345,10 @@ def test_notebooks_run_headless_on_a_fixture_of_results(name, tmp_path, monkeypa
     monkeypatch.setenv("SPD_PROFILE", "smoke")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     nb = nbformat.read(REPO / "notebooks" / f"{name}.ipynb", as_version=4)
+    # The documented way (`jupyter nbconvert --execute` or `jupyter lab notebooks/`) starts the
+    # kernel in notebooks/: the notebook must find the repository root itself.
     nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
-                            resources={"metadata": {"path": str(REPO)}}).execute()
+                            resources={"metadata": {"path": str(REPO / "notebooks")}}).execute()
     text = "".join(o.get("text", "") + str(o.get("data", {}).get("text/markdown", ""))
                    for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert not any(o.get("output_type") == "error" for c in nb.cells for o in c.get("outputs", []))
