@@ -101,37 +101,49 @@ def write_plots(run_dir: Path, final: dict, records: list[dict], per_matrix: dic
     fig, ax = plt.subplots(figsize=(6, 3.5))
     sns.lineplot(pd.DataFrame(rows), x="step", y=m, hue="split", marker="o", ax=ax)
     ax.axhline(final["teacher_dev"][m], color="black", ls="--", lw=1, label="teacher dev")
+    if final.get("majority_dev", {}).get(m) is not None:
+        ax.axhline(final["majority_dev"][m], color="firebrick", ls="-.", lw=1,
+                   label="constant prediction (majority class / train mean)")
     _stage_lines(ax, bounds)
-    ax.legend()
+    ax.set(xlabel="step (dotted: stage edges)")
+    ax.legend(fontsize="small")
     ax.set_title(f"{final['task']}: student {m} (pure student at each evaluation)")
     fig.savefig(run_dir / PLOTS[0], dpi=90, bbox_inches="tight")
 
     fig, axes = plt.subplots(1, 3, figsize=(11, 3))
     for ax, key, label in zip(axes, ("sparsity", "replace_p", "lr"),
                               ("sparsity", "replacing probability p", "learning rate")):
-        sns.lineplot(x=[r["step"] for r in records], y=[r[key] for r in records], ax=ax)
+        steps = [r["step"] for r in records]
         if key == "sparsity":
-            sns.lineplot(x=[r["step"] for r in records],
-                         y=[r["realised_sparsity"] for r in records], ax=ax, ls="--")
+            ax.plot(steps, [r[key] for r in records], label="target (schedule)")
+            ax.plot(steps, [r["realised_sparsity"] for r in records], ls="--",
+                    label="realised (zeros in the masks)")
+            ax.legend(fontsize="small")
+        else:
+            ax.plot(steps, [r[key] for r in records])
+        ax.ticklabel_format(axis="y", useOffset=False, style="plain")  # no "1e-5+8.999e-1"
         _stage_lines(ax, bounds)
-        ax.set(xlabel="step", title=label)
+        ax.set(xlabel="step (dotted: stage edges)", ylabel=label, title=label)
     fig.savefig(run_dir / PLOTS[1], dpi=90, bbox_inches="tight")
 
+    # Only the terms the run trains on (a term at weight 0 is logged, not optimised), and the sum.
+    weights = rundir.read_json(run_dir / rundir.CONFIG).get("loss", {})
     rows = [{"step": r["step"], "term": k, "loss": v} for r in records
-            for k, v in r["loss"].items() if v > 0]
+            for k, v in r["loss"].items() if v > 0 and (k == "total" or weights.get(k, 1) != 0)]
     fig, ax = plt.subplots(figsize=(6, 3.5))
     sns.lineplot(pd.DataFrame(rows), x="step", y="loss", hue="term", ax=ax)
     ax.set_yscale("log")
     _stage_lines(ax, bounds)
-    ax.set_title("loss terms (mean over each logging window; log scale)")
+    ax.set(xlabel="step (dotted: stage edges)", ylabel="loss (unweighted term)",
+           title="loss terms with weight > 0 (mean over each logging window; log scale)")
     fig.savefig(run_dir / PLOTS[2], dpi=90, bbox_inches="tight")
 
-    table = pd.DataFrame([{"layer": int(k.split(".", 1)[0]), "matrix": k.split(".", 1)[1], "s": v}
-                          for k, v in per_matrix.items()])
+    table = pd.DataFrame([{"layer": int(k.split(".", 1)[0]) + 1, "matrix": k.split(".", 1)[1],
+                           "s": v} for k, v in per_matrix.items()])  # layers from 1, as bounds.png
     grid = table.pivot(index="layer", columns="matrix", values="s")
     fig, ax = plt.subplots(figsize=(7, 0.4 * len(grid) + 1.5))
     sns.heatmap(grid, annot=True, fmt=".3f", vmin=0, vmax=1, cmap="viridis", ax=ax)
-    ax.set_title("sparsity per weight matrix")
+    ax.set(title="sparsity per weight matrix", xlabel="matrix", ylabel="layer (from 1)")
     fig.savefig(run_dir / PLOTS[3], dpi=90, bbox_inches="tight")
 
     probes = [r for r in evals if "theory" in r]
