@@ -48,6 +48,9 @@ def _add_run(p: argparse.ArgumentParser, example: str) -> None:
                    help="replace a run of another configuration in --output")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run in --output from its last checkpoint")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also write the run's scalars as TensorBoard events to OUTPUT/tensorboard "
+                   "(needs the tensorboard extra)")
 
 
 def _add_model(p: argparse.ArgumentParser) -> None:
@@ -185,7 +188,8 @@ def cmd_finetune(args) -> int:
     cfg = finetune_config(args.task, args.model, args.preset, args.overrides)
     data_dir, device = data_dir_from(args.data_dir), resolve_device(args.device)
     final = finetune(cfg, Path(args.output), data_dir, device, overwrite=args.overwrite,
-                     command=["spd", *sys.argv[1:]], resume=args.resume)
+                     command=["spd", *sys.argv[1:]], resume=args.resume,
+                     tensorboard=args.tensorboard)
     metric = final["main_metric"]
     print(f"{final['task']} dev {metric} {final['dev'][metric]:.4f} "
           f"({final['steps']} steps, {final['wall_time_s']:.0f} s); results in {args.output}")
@@ -208,7 +212,8 @@ def cmd_prune(args) -> int:
                      [f"prune.sparsity={args.sparsity}", *args.overrides])
     data_dir, device = data_dir_from(args.data_dir), resolve_device(args.device)
     final = prune(cfg, Path(args.output), data_dir, device, overwrite=args.overwrite,
-                  command=["spd", *sys.argv[1:]], resume=args.resume)
+                  command=["spd", *sys.argv[1:]], resume=args.resume,
+                  tensorboard=args.tensorboard)
     _print_student(final, args.output)
     return 0
 
@@ -245,12 +250,12 @@ def cmd_run(args) -> int:
                        f"interrupted run, or drop --resume to start one")
     retrain = args.overwrite and not rundir.holds_config(teacher_dir, tcfg)
     teacher = finetune(tcfg, teacher_dir, data_dir, device, overwrite=retrain, command=command,
-                       resume=args.resume and started[teacher_dir])
+                       resume=args.resume and started[teacher_dir], tensorboard=args.tensorboard)
     metric = teacher["main_metric"]
     print(f"{args.task} teacher dev {metric} {teacher['dev'][metric]:.4f} "
           f"({teacher['wall_time_s']:.0f} s); in {teacher_dir}")
     final = prune(cfg, out, data_dir, device, overwrite=args.overwrite, command=command,
-                  resume=args.resume and started[out])
+                  resume=args.resume and started[out], tensorboard=args.tensorboard)
     _print_student(final, args.output)
     return 0
 

@@ -30,6 +30,7 @@ from spd.train import (compiled, evaluate, evaluate_dev, finished_run, load_inpu
                        make_optimizer, progress_bar, run_summary, seed_everything, to_device)
 from spd.models import check_pattern_fits
 from spd.probe import probe
+from spd.tensorboard_log import Scalars
 
 log = logging.getLogger(__name__)
 SPARSITY_FILE = "sparsity.json"
@@ -232,8 +233,9 @@ class Student:
 
 def prune(cfg: SPDConfig, out_dir: Path, data_dir: Path | None, device: torch.device,
           overwrite: bool = False, command: list[str] | None = None,
-          resume: bool = False) -> dict:
-    """Run SPD from the fine-tuned `cfg.teacher` and write the run directory `out_dir`.
+          resume: bool = False, tensorboard: bool = False) -> dict:
+    """Run SPD from the fine-tuned `cfg.teacher` and write the run directory `out_dir`
+    (`tensorboard`: mirror its metrics into TensorBoard event files there too).
 
     With `resume`, an interrupted run continues from its last checkpoint and ends with the same
     weights and metrics as an uninterrupted one (bitwise on the CPU).
@@ -241,14 +243,18 @@ def prune(cfg: SPDConfig, out_dir: Path, data_dir: Path | None, device: torch.de
     lock = rundir.OutputLock(out_dir)  # taken by rank 0 only, just before it first writes
     with fast_math(device):
         world = parallel.setup(device)  # one process unless launched by torchrun
+        tb = Scalars(out_dir, tensorboard and world.is_main)
         try:
-            return _prune(cfg, out_dir, data_dir, device, overwrite, command, resume, world, lock)
+            return _prune(cfg, out_dir, data_dir, device, overwrite, command, resume, world, lock,
+                          tb)
         finally:
+            tb.close()
             lock.release()
             world.close()
 
 
-def _prune(cfg, out_dir, data_dir, device, overwrite, command, resume_run, world, lock) -> dict:
+def _prune(cfg, out_dir, data_dir, device, overwrite, command, resume_run, world, lock,
+           tb) -> dict:
     task = get_task(cfg.task)
     out_dir = Path(out_dir)
     if world.is_main:
@@ -321,6 +327,7 @@ def _prune(cfg, out_dir, data_dir, device, overwrite, command, resume_run, world
             if done % cfg.log_every == 0 or evaluate_now:
                 rec = student.record(progress, p, time.perf_counter() - start, evaluate_now)
                 rundir.write_jsonl(out_dir / rundir.METRICS, progress.records)
+                tb.log(rec)
                 if evaluate_now:
                     bar.set_postfix({task.main_metric: f"{rec['dev'][task.main_metric]:.4f}",
                                      "s": f"{progress.sparsity:.3f}", "p": f"{p:.2f}"})

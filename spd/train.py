@@ -18,6 +18,7 @@ from spd.interrupt import stop_requests
 from spd.metrics import compute_metrics, majority_baseline
 from spd.models import load_classifier, load_tokenizer, max_positions
 from spd.schedules import warmup_linear_decay
+from spd.tensorboard_log import Scalars
 from spd.tasks import Task, get_task
 
 log = logging.getLogger(__name__)
@@ -176,8 +177,9 @@ class Progress(resume.Progress):
 
 def finetune(cfg: FinetuneConfig, out_dir: Path, data_dir: Path | None, device: torch.device,
              overwrite: bool = False, command: list[str] | None = None,
-             resume: bool = False) -> dict:
-    """Fine-tune `cfg.model` on `cfg.task` and write the run directory `out_dir`.
+             resume: bool = False, tensorboard: bool = False) -> dict:
+    """Fine-tune `cfg.model` on `cfg.task` and write the run directory `out_dir`
+    (`tensorboard`: mirror its metrics into TensorBoard event files there too).
 
     Returns the contents of `final.json`. A folder that already holds a finished run of the
     same configuration is left as it is and its `final.json` returned. With `resume`, an
@@ -185,14 +187,16 @@ def finetune(cfg: FinetuneConfig, out_dir: Path, data_dir: Path | None, device: 
     metrics as an uninterrupted one (bitwise on the CPU).
     """
     lock = rundir.OutputLock(out_dir)
+    tb = Scalars(out_dir, tensorboard)
     try:
         with fast_math(device):
-            return _finetune(cfg, out_dir, data_dir, device, overwrite, command, resume, lock)
+            return _finetune(cfg, out_dir, data_dir, device, overwrite, command, resume, lock, tb)
     finally:
+        tb.close()
         lock.release()
 
 
-def _finetune(cfg, out_dir, data_dir, device, overwrite, command, resume_run, lock) -> dict:
+def _finetune(cfg, out_dir, data_dir, device, overwrite, command, resume_run, lock, tb) -> dict:
     task, out_dir = get_task(cfg.task), Path(out_dir)
     lock.check_free()
     seen = rundir.state(out_dir)
@@ -257,6 +261,7 @@ def _finetune(cfg, out_dir, data_dir, device, overwrite, command, resume_run, lo
                 rec = _evaluation(model, td, device, cfg, progress, scheduler, len(loader),
                                   time.perf_counter() - start)
                 rundir.write_jsonl(out_dir / rundir.METRICS, progress.records)
+                tb.log(rec)
                 bar.set_postfix({task.main_metric: f"{rec['dev'][task.main_metric]:.4f}"})
             resume.checkpoint_or_stop(
                 stop, progress, total, checkpoint_every, out_dir,

@@ -395,3 +395,21 @@ def test_exported_models_carry_a_model_card_and_their_sparsity(pruned, tiny_teac
     AutoModelForSequenceClassification.from_pretrained(pruned / "model")  # loads unchanged
     teacher_card = (tiny_teacher / "model" / "README.md").read_text()
     assert teacher_card.startswith("---\n") and "- sparse" not in teacher_card
+
+
+def test_tensorboard_events_hold_every_logged_scalar(tiny_teacher, small_glue, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "tb"
+    assert main(smoke_prune(tiny_teacher, small_glue, out, "--tensorboard")) == 0
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    expected = {"loss/hidden", "loss/attention", "loss/prediction", "loss/hard", "loss/total",
+                "sparsity", "realised_sparsity", "replace_p", "lr", "dev/accuracy",
+                "train_subset/accuracy", "dev/loss", "train_subset/loss"}
+    assert expected <= tags, expected - tags
+    records = read_metrics(out)
+    assert [e.step for e in events.Scalars("lr")] == [r["step"] for r in records]
+    assert [e.value for e in events.Scalars("dev/accuracy")] == pytest.approx(
+        [r["dev"]["accuracy"] for r in records if "dev" in r])
