@@ -69,6 +69,9 @@ def _add_preset(p: argparse.ArgumentParser) -> None:
 def _add_spd(p: argparse.ArgumentParser) -> None:
     """The arguments every SPD command shares."""
     p.add_argument("--sparsity", required=True, help="target sparsity s_f in [0, 1)")
+    p.add_argument("--compress", metavar="FORMAT", help="also export the student compressed "
+                   "with compressed-tensors into OUTPUT/model-compressed: sparse-bitmask or "
+                   "sparse-24-bitmask (as spd export)")
     _add_preset(p)
     _add_run(p, "replace.p_0=0.8")
 
@@ -161,6 +164,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "shuffled vs length-grouped batches) and estimate an epoch of each")
     be.add_argument("--data-dir", help="local GLUE folder for --epoch-steps (default: "
                     "$SPD_DATA_DIR, else the hub)")
+    ex = sub.add_parser("export", help="save a finished SPD run's student compressed with "
+                        "compressed-tensors, load it back and check it bit for bit")
+    ex.add_argument("run", metavar="RUN_DIR", help="an SPD run folder (spd prune / spd run)")
+    ex.add_argument("--format", required=True, help="sparse-bitmask (unstructured) or "
+                    "sparse-24-bitmask (a 2:4 student)")
+    ex.add_argument("--output", help="folder to write (default: RUN_DIR/model-compressed)")
+    ex.add_argument("--data-dir", help="local GLUE folder: also check the loaded-back model's "
+                    "dev metrics against final.json (default: $SPD_DATA_DIR, else skipped)")
     th = sub.add_parser("theory", help="check the error-bound statements A to D on a finished "
                         "SPD run against its teacher; write theory.json, theory.md and plots")
     th.add_argument("run", metavar="RUN_DIR", help="an SPD run folder (spd prune / spd run)")
@@ -196,6 +207,19 @@ def cmd_finetune(args) -> int:
     return 0
 
 
+def _check_compress(fmt: str | None, cfg) -> None:
+    """Refuse a --compress format before the run rather than after it."""
+    if fmt is None:
+        return
+    from spd.export import FORMATS, _library
+
+    _library()
+    if fmt not in FORMATS:
+        raise bad_value("--compress", fmt, ", ".join(FORMATS))
+    if fmt == "sparse-24-bitmask" and cfg.prune.pattern != "2:4":
+        raise bad_value("--compress", fmt, f"sparse-bitmask for a {cfg.prune.pattern} student")
+
+
 def _print_student(final: dict, output: str) -> None:
     metric = final["main_metric"]
     print(f"{final['task']} student dev {metric} {final['dev'][metric]:.4f} at sparsity "
@@ -211,10 +235,13 @@ def cmd_prune(args) -> int:
     cfg = spd_config(args.task, args.teacher, args.preset,
                      [f"prune.sparsity={args.sparsity}", *args.overrides])
     data_dir, device = data_dir_from(args.data_dir), resolve_device(args.device)
+    _check_compress(args.compress, cfg)
     final = prune(cfg, Path(args.output), data_dir, device, overwrite=args.overwrite,
                   command=["spd", *sys.argv[1:]], resume=args.resume,
                   tensorboard=args.tensorboard)
     _print_student(final, args.output)
+    if args.compress:
+        _export(args.output, args.compress, data_dir=data_dir)
     return 0
 
 
@@ -240,6 +267,7 @@ def cmd_run(args) -> int:
     from spd.models import check_pattern_fits
 
     check_pattern_fits(tcfg.model, cfg.prune.pattern)  # the student's matrices are the teacher's
+    _check_compress(args.compress, cfg)
     command = ["spd", *sys.argv[1:]]
     # --resume continues whichever of the two runs had started; --overwrite replaces the
     # teacher only when it was fine-tuned with another configuration.
@@ -257,6 +285,8 @@ def cmd_run(args) -> int:
     final = prune(cfg, out, data_dir, device, overwrite=args.overwrite, command=command,
                   resume=args.resume and started[out], tensorboard=args.tensorboard)
     _print_student(final, args.output)
+    if args.compress:
+        _export(args.output, args.compress, data_dir=data_dir)
     return 0
 
 
@@ -329,6 +359,23 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def _export(run, fmt: str, output=None, data_dir=None) -> None:
+    from spd.export import export
+
+    r = export(Path(run), fmt, Path(output) if output else None, data_dir)
+    dev = ("" if "dev" not in r else f"; dev metrics {'equal' if r['dev_identical'] else 'NOT equal'}"
+           f" to final.json's")
+    print(f"{r['format']}: {r['compressed_bytes'] / 2 ** 20:.1f} MiB against "
+          f"{r['dense_bytes'] / 2 ** 20:.1f} MiB dense (ratio {r['ratio']:.3f}); loaded back "
+          f"bit for bit{dev}; in {r['output']}")
+
+
+def cmd_export(args) -> int:
+    output_folder("--output", args.output)
+    _export(args.run, args.format, args.output, data_dir_from(args.data_dir))
+    return 0
+
+
 def cmd_theory(args) -> int:
     from spd.probe import check_run
 
@@ -362,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
         quiet_transformers()
         return {"finetune": cmd_finetune, "prune": cmd_prune, "run": cmd_run,
                 "evaluate": cmd_evaluate, "report": cmd_report, "bench": cmd_bench,
-                "theory": cmd_theory}[args.command](args)
+                "theory": cmd_theory, "export": cmd_export}[args.command](args)
     except SpdError as e:
         print(f"spd: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -120,6 +120,10 @@ def load_classifier(name: str, task: Task, fresh_head: bool = False):
                        f"model fine-tuned on {task.name}")
     if problem:
         log.warning("model %r: %s; starting a fresh %s head", name, problem, task.name)
+    from spd.export import is_compressed, load_compressed
+
+    if is_compressed(resolve_model_path(name)):  # transformers' own loader needs a newer
+        return load_compressed(Path(name))  # compressed-tensors than the sparse formats exist in
     labels = {i: n for i, n in enumerate(task.label_names)} or {0: "score"}
     try:
         model = AutoModelForSequenceClassification.from_pretrained(
