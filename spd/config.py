@@ -374,7 +374,7 @@ def distil_recipe(epochs: float, lr: float = 1e-4, head: str = "head", temperatu
             f"prune.updates={updates or max(24, round(4 * prune))}",
             f"optim.lr={lr:g}", f"optim.warmup_ratio={warmup:g}",
             f"optim.lr_restart={restart}".lower(),
-            *(["optim.restart_at=prune_end"] if restart else []),
+            f"optim.restart_at={'prune_end' if restart else 'every_stage'}",
             f"train_rest={head == 'rest'}".lower(), f"train_head={head == 'head'}".lower(),
             f"loss.temperature={temperature:g}",
             *([f"loss.hard={hard:g}"] if hard else []),
