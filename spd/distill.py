@@ -292,8 +292,8 @@ def _prune(cfg, out_dir, data_dir, device, overwrite, command, resume_run, world
     else:
         teacher_dev, progress = ckpt["teacher_dev"], resume.resumed_progress(ckpt, Progress)
         env = resume.resumed_environment(ckpt, describe(device), progress.step)
+        student.load_state(ckpt)  # another architecture is named as such, before the hash
         resume.check_config(ckpt, cfg)
-        student.load_state(ckpt)
         resume.skip_seen(batches, progress.step)
         resume.restore_rng(ckpt, device)
         if world.is_main:

@@ -230,8 +230,8 @@ def _finetune(cfg, out_dir, data_dir, device, overwrite, command, resume_run, lo
     else:
         progress = resume.resumed_progress(ckpt, Progress)
         env = resume.resumed_environment(ckpt, describe(device), progress.step)
-        resume.check_config(ckpt, cfg)
         resume.load_training_state(ckpt, model, optimizer, scheduler)
+        resume.check_config(ckpt, cfg)
         resume.skip_seen(batches, progress.step)
         resume.restore_rng(ckpt, device)
         lock.acquire(seen)  # after the checkpoint fits: a refused resume leaves no lock file
