@@ -301,8 +301,9 @@ def cmd_evaluate(args) -> int:
 
     task = get_task(args.task)
     run = rundir.recorded_config(rundir.model_source(args.model)) or {}
-    batch_size = args.batch_size or run.get("data", {}).get("eval_batch_size", 128)
-    max_length = args.max_length or run.get("data", {}).get("max_length", 128)
+    data = run.get("data", {})
+    batch_size = args.batch_size if args.batch_size is not None else data.get("eval_batch_size", 128)
+    max_length = args.max_length if args.max_length is not None else data.get("max_length", 128)
     precision = args.precision or run.get("precision", "auto")
     if batch_size < 1:
         raise bad_value("--batch-size", batch_size, "an integer >= 1")

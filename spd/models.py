@@ -176,7 +176,7 @@ def _load_error(what: str, name: str, e: Exception) -> SpdError:
     hub = ("the hub is offline (HF_HUB_OFFLINE=1)" if os.environ.get("HF_HUB_OFFLINE") == "1"
            else _first_line(e))
     return SpdError(f"cannot load {what} {name!r}: no local folder has that name, and as a hub id "
-                    f"it could not be loaded ({hub}); allowed: a local run or model folder, a hub "
+                    f"it could not be loaded: {hub}; allowed: a local run or model folder, a hub "
                     f"id reachable online, or minilm")
 
 

@@ -30,7 +30,9 @@ def tiny_run(tiny_model_dir, small_glue, tmp_path_factory):
 
 
 def test_run_directory_describes_itself(tiny_run):
-    assert {p.name for p in tiny_run.iterdir()} == {"model", "config.json", "metrics.jsonl", "final.json"}
+    assert {p.name for p in tiny_run.iterdir()} == {"model", "config.json", "metrics.jsonl",
+                                                    "final.json", ".spd.lock"}
+    assert (tiny_run / "model" / "README.md").is_file()  # the model card
     assert (tiny_run / "model" / "config.json").is_file()
     assert (tiny_run / "model" / "tokenizer.json").is_file()
     config = json.loads((tiny_run / "config.json").read_text())
