@@ -211,9 +211,10 @@ def _check_compress(fmt: str | None, cfg) -> None:
     """Refuse a --compress format before the run rather than after it."""
     if fmt is None:
         return
-    from spd.export import FORMATS, _library
+    from spd.export import FORMATS
+    from spd.models import compressed_tensors_api
 
-    _library()
+    compressed_tensors_api()
     if fmt not in FORMATS:
         raise bad_value("--compress", fmt, ", ".join(FORMATS))
     if fmt == "sparse-24-bitmask" and cfg.prune.pattern != "2:4":
@@ -294,13 +295,13 @@ def cmd_evaluate(args) -> int:
     from spd import rundir
     from spd.device import resolve_device
     from spd.train import evaluate_dev, load_task_data
-    from spd.models import load_classifier, load_tokenizer, max_positions
+    from spd.models import load_classifier, load_tokenizer, max_positions, recorded_config
     from spd.tasks import get_task
 
     from spd.device import PRECISIONS
 
     task = get_task(args.task)
-    run = rundir.recorded_config(rundir.model_source(args.model)) or {}
+    run = recorded_config(rundir.model_source(args.model)) or {}
     data = run.get("data", {})
     batch_size = args.batch_size if args.batch_size is not None else data.get("eval_batch_size", 128)
     max_length = args.max_length if args.max_length is not None else data.get("max_length", 128)

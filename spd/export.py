@@ -13,22 +13,13 @@ from pathlib import Path
 from spd import rundir
 from spd.errors import SpdError, bad_value
 from spd.masks import parse_pattern
+from spd.models import compressed_tensors_api, load_compressed, recorded_config
 from spd.pruning import PRUNABLE
 
 FORMATS = ("sparse-bitmask", "sparse-24-bitmask")
 FOLDER = "model-compressed"
 # The prunable matrices, as compressed-tensors' regular-expression targets.
 TARGETS = [rf"re:.*encoder\.layer\.\d+\.{path.replace('.', chr(92) + '.')}$" for path in PRUNABLE]
-
-
-def _library():
-    try:
-        from compressed_tensors.compressors import ModelCompressor
-        from compressed_tensors.config import SparsityCompressionConfig
-    except ImportError:
-        raise SpdError("spd export: the compressed-tensors package is not installed; allowed: "
-                       "pip install 'spd[compress]'") from None
-    return ModelCompressor, SparsityCompressionConfig
 
 
 def folder_bytes(folder: Path) -> int:
@@ -42,11 +33,11 @@ def export(run_dir: Path, fmt: str, output: Path | None = None,
     from safetensors.torch import save_file
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    ModelCompressor, SparsityCompressionConfig = _library()
+    ModelCompressor, SparsityCompressionConfig = compressed_tensors_api()
     if fmt not in FORMATS:
         raise bad_value("--format", fmt, ", ".join(FORMATS))
     run_dir = Path(run_dir)
-    config = rundir.recorded_config(str(run_dir))
+    config = recorded_config(str(run_dir))
     if config is None or "prune" not in config or not (run_dir / rundir.FINAL).is_file():
         raise SpdError(f"RUN_DIR: {str(run_dir)!r} holds no finished SPD run; allowed: a run "
                        f"folder written by spd prune or spd run")
@@ -101,28 +92,3 @@ def _dev_metrics(model, tokenizer, config: dict, data_dir: Path) -> dict:
     td = load_task_data(task, tokenizer, data_dir, config["data"]["max_length"], 0)
     return evaluate_dev(model, td, torch.device("cpu"), config["data"]["eval_batch_size"],
                         config.get("precision", "auto"))
-
-
-def is_compressed(folder: Path) -> bool:
-    """Whether a model folder holds a compressed-tensors sparse export."""
-    import json
-
-    try:
-        cfg = json.loads((Path(folder) / "config.json").read_text())
-    except (OSError, ValueError):
-        return False
-    q = cfg.get("quantization_config") or {}
-    return q.get("quant_method") == "compressed-tensors" and bool(q.get("sparsity_config"))
-
-
-def load_compressed(folder: Path):
-    """A plain Hugging Face model from a compressed folder, decompressed by compressed-tensors."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification
-
-    ModelCompressor, _ = _library()
-    config = AutoConfig.from_pretrained(folder)
-    # eager attention, as spd loads every model: the outputs then match the dense run bit for bit
-    model = AutoModelForSequenceClassification.from_config(config, attn_implementation="eager")
-    compressor = ModelCompressor.from_pretrained(os.fspath(folder))
-    compressor.decompress(os.fspath(folder), model)
-    return model.eval()

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 from spd import rundir
+from spd.models import recorded_config
 
 # The hub id of the packaged default model, for the card's `base_model`.
 MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -22,7 +23,7 @@ def _base_model(config: dict, final: dict) -> str:
     """The model a teacher started from; for a student, its teacher's."""
     name = config.get("model")
     if name is None:  # a student: its teacher run's model, else the teacher as named
-        teacher = rundir.recorded_config(final["teacher"]) or {}
+        teacher = recorded_config(final["teacher"]) or {}
         name = teacher.get("model", final["teacher"])
     return MINILM_HUB_ID if name == "minilm" else name
 

@@ -1,5 +1,7 @@
 """Model loading: any Hugging Face BERT-family encoder with a sequence-classification head."""
+import json
 import logging
+import os
 from pathlib import Path
 
 from spd.errors import SpdError
@@ -79,13 +81,24 @@ def load_tokenizer(name: str):
         raise _load_error("a tokenizer for model", name, e) from None
 
 
+def recorded_config(name: str) -> dict | None:
+    """The spd config.json of a run folder, or of the run a model/ folder belongs to; None for
+    anything else (a Hugging Face model folder's own config.json is not a run's)."""
+    for folder in (Path(name), Path(name).parent):
+        try:
+            cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(cfg, dict) and "task" in cfg and "data" in cfg:
+            return cfg
+    return None
+
+
 def head_mismatch(name: str, task: Task) -> str | None:
     """What about `name`'s saved classification head does not fit `task`, or None: another
     label count or problem type, or an spd run folder that records another task. A model saved
     without a head (a plain encoder such as minilm) fits: its head starts fresh anyway."""
     from transformers import AutoConfig
-
-    from spd.rundir import recorded_config
 
     recorded = (recorded_config(name) or {}).get("task")
     if recorded is not None and recorded != task.name:
@@ -120,8 +133,6 @@ def load_classifier(name: str, task: Task, fresh_head: bool = False):
                        f"model fine-tuned on {task.name}")
     if problem:
         log.warning("model %r: %s; starting a fresh %s head", name, problem, task.name)
-    from spd.export import is_compressed, load_compressed
-
     if is_compressed(resolve_model_path(name)):  # transformers' own loader needs a newer
         return load_compressed(Path(name))  # compressed-tensors than the sparse formats exist in
     labels = {i: n for i, n in enumerate(task.label_names)} or {0: "score"}
@@ -169,8 +180,6 @@ def max_positions(model) -> int:
 def _load_error(what: str, name: str, e: Exception) -> SpdError:
     """One line for a model that would not load; a name that is no local folder was tried as a
     hub id, so say that too (a mistyped local path otherwise reads as a network failure)."""
-    import os
-
     if Path(name).expanduser().exists() or name == DEFAULT_MODEL:
         return SpdError(f"cannot load {what} {name!r}: {_first_line(e)}")
     hub = ("the hub is offline (HF_HUB_OFFLINE=1)" if os.environ.get("HF_HUB_OFFLINE") == "1"
@@ -178,6 +187,42 @@ def _load_error(what: str, name: str, e: Exception) -> SpdError:
     return SpdError(f"cannot load {what} {name!r}: no local folder has that name, and as a hub id "
                     f"it could not be loaded: {hub}; allowed: a local run or model folder, a hub "
                     f"id reachable online, or minilm")
+
+
+def compressed_tensors_api():
+    """ModelCompressor and SparsityCompressionConfig, or a one-line error without the extra."""
+    try:
+        from compressed_tensors.compressors import ModelCompressor
+        from compressed_tensors.config import SparsityCompressionConfig
+    except ImportError:
+        raise SpdError("spd export: the compressed-tensors package is not installed; allowed: "
+                       "pip install 'spd[compress]'") from None
+    return ModelCompressor, SparsityCompressionConfig
+
+
+def is_compressed(folder: Path) -> bool:
+    """Whether a model folder holds a compressed-tensors sparse export."""
+    import json
+
+    try:
+        cfg = json.loads((Path(folder) / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    q = cfg.get("quantization_config") or {}
+    return q.get("quant_method") == "compressed-tensors" and bool(q.get("sparsity_config"))
+
+
+def load_compressed(folder: Path):
+    """A plain Hugging Face model from a compressed folder, decompressed by compressed-tensors."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    ModelCompressor, _ = compressed_tensors_api()
+    config = AutoConfig.from_pretrained(folder)
+    # eager attention, as spd loads every model: the outputs then match the dense run bit for bit
+    model = AutoModelForSequenceClassification.from_config(config, attn_implementation="eager")
+    compressor = ModelCompressor.from_pretrained(os.fspath(folder))
+    compressor.decompress(os.fspath(folder), model)
+    return model.eval()
 
 
 def _first_line(e: Exception) -> str:

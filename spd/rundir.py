@@ -80,19 +80,6 @@ def read_jsonl(path: Path) -> list[dict]:
         raise _damaged(path, e) from None
 
 
-def recorded_config(name: str) -> dict | None:
-    """The spd config.json of a run folder, or of the run a model/ folder belongs to; None for
-    anything else (a Hugging Face model folder's own config.json is not a run's)."""
-    for folder in (Path(name), Path(name).parent):
-        try:
-            cfg = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(cfg, dict) and "task" in cfg and "data" in cfg:
-            return cfg
-    return None
-
-
 def model_source(name: str) -> str:
     """A run folder's `model/`, else the name itself (a model folder or a hub id)."""
     path = Path(name)

@@ -7,7 +7,8 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from spd.cli import main
-from spd.export import folder_bytes, load_compressed
+from spd.export import folder_bytes
+from spd.models import load_compressed
 from tests.test_distill import smoke_prune, tiny_teacher, pruned  # noqa: F401 (fixtures)
 
 

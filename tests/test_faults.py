@@ -184,8 +184,8 @@ def test_a_non_finite_finetune_step_names_the_step_and_keeps_the_checkpoint(
         w = module.weight  # nan reaches the classifier's weight gradient only
         return output + 0 * torch.sqrt(w - w.detach()).sum()
 
-    def load_classifier(name, task):
-        model = real(name, task)
+    def load_classifier(name, task, *args, **kwargs):
+        model = real(name, task, *args, **kwargs)
         model.classifier.register_forward_hook(poisoned)
         return model
 
