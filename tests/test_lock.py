@@ -10,18 +10,9 @@ import time
 import pytest
 
 from spd import rundir
-from spd.cli import main
 from spd.errors import SpdError
 from tests.conftest import REPO
-from tests.test_cli import TINY
-
-
-@pytest.fixture(scope="module")
-def teacher(tiny_model_dir, small_glue, tmp_path_factory):
-    out = tmp_path_factory.mktemp("lock-teacher") / "rte"
-    assert main(["finetune", "--task", "rte", "--model", str(tiny_model_dir), "--data-dir",
-                 str(small_glue), "--output", str(out), *TINY]) == 0
-    return out
+from tests.test_distill import tiny_teacher  # noqa: F401 (fixture)
 
 
 def _prune_argv(teacher, glue, out, steps: int) -> list[str]:
@@ -30,8 +21,9 @@ def _prune_argv(teacher, glue, out, steps: int) -> list[str]:
             "smoke", "--set", "data.batch_size=8", "--set", f"stages.finetune={steps}"]
 
 
-def test_a_second_process_on_one_output_is_refused_and_the_first_finishes(teacher, small_glue,
-                                                                         tmp_path):
+def test_a_second_process_on_one_output_is_refused_and_the_first_finishes(tiny_teacher,
+                                                                         small_glue, tmp_path):
+    teacher = tiny_teacher
     out = tmp_path / "run"
     first = subprocess.Popen(_prune_argv(teacher, small_glue, out, 600), cwd=REPO,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
