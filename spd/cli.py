@@ -211,14 +211,11 @@ def _check_compress(fmt: str | None, cfg) -> None:
     """Refuse a --compress format before the run rather than after it."""
     if fmt is None:
         return
-    from spd.export import FORMATS
+    from spd.export import check_format
     from spd.models import compressed_tensors_api
 
     compressed_tensors_api()
-    if fmt not in FORMATS:
-        raise bad_value("--compress", fmt, ", ".join(FORMATS))
-    if fmt == "sparse-24-bitmask" and cfg.prune.pattern != "2:4":
-        raise bad_value("--compress", fmt, f"sparse-bitmask for a {cfg.prune.pattern} student")
+    check_format(fmt, cfg.prune.pattern, "--compress")
 
 
 def _print_student(final: dict, output: str) -> None:

@@ -22,6 +22,15 @@ FOLDER = "model-compressed"
 TARGETS = [rf"re:.*encoder\.layer\.\d+\.{path.replace('.', chr(92) + '.')}$" for path in PRUNABLE]
 
 
+def check_format(fmt: str, pattern: str, flag: str = "--format") -> None:
+    """Refuse a format spd cannot write, or the 2:4 format for a student of another pattern."""
+    if fmt not in FORMATS:
+        raise bad_value(flag, fmt, ", ".join(FORMATS))
+    if fmt == "sparse-24-bitmask" and parse_pattern(pattern) != (2, 4):
+        raise bad_value(flag, fmt, f"sparse-bitmask for a {pattern} student "
+                        f"(sparse-24-bitmask needs prune.pattern=2:4)")
+
+
 def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
 
@@ -34,17 +43,12 @@ def export(run_dir: Path, fmt: str, output: Path | None = None,
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     ModelCompressor, SparsityCompressionConfig = compressed_tensors_api()
-    if fmt not in FORMATS:
-        raise bad_value("--format", fmt, ", ".join(FORMATS))
     run_dir = Path(run_dir)
     config = recorded_config(str(run_dir))
     if config is None or "prune" not in config or not (run_dir / rundir.FINAL).is_file():
         raise SpdError(f"RUN_DIR: {str(run_dir)!r} holds no finished SPD run; allowed: a run "
                        f"folder written by spd prune or spd run")
-    pattern = config["prune"]["pattern"]
-    if fmt == "sparse-24-bitmask" and parse_pattern(pattern) != (2, 4):
-        raise bad_value("--format", fmt, f"sparse-bitmask for a {pattern} student "
-                        f"(sparse-24-bitmask needs prune.pattern=2:4)")
+    check_format(fmt, config["prune"]["pattern"])
     out = Path(output) if output else run_dir / FOLDER
     if out.exists() and not out.is_dir():
         raise SpdError(f"--output: {str(out)!r} is a file; allowed: a folder")
