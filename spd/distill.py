@@ -28,7 +28,7 @@ from spd.schedules import Plan, lr_at, make_plan, replace_p_at, sparsity_at
 from spd.tasks import get_task
 from spd.train import (compiled, evaluate, evaluate_dev, finished_run, load_inputs,
                        make_optimizer, progress_bar, run_summary, seed_everything, to_device)
-from spd.models import check_pattern_fits
+from spd.models import check_pattern_fits, recorded_config
 from spd.probe import probe
 from spd.tensorboard_log import Scalars
 
@@ -79,12 +79,9 @@ def teacher_path(name: str) -> str:
 
 
 def teacher_precision(name: str) -> str:
-    """The precision a teacher run folder was fine-tuned in (its `config.json`); `auto` for a
+    """The precision a teacher run folder was fine-tuned in (its recorded config); `auto` for a
     model folder or hub id, and for runs from before the field."""
-    config = Path(name) / rundir.CONFIG
-    if not config.is_file():
-        return "auto"
-    return rundir.read_json(config).get("precision", "auto")
+    return (recorded_config(name) or {}).get("precision", "auto")
 
 
 @dataclass
