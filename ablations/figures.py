@@ -1,4 +1,4 @@
-"""Ablation figures (seaborn; PNG and PDF in `ablations/figures/`), from saved results only.
+"""Ablation figures (seaborn; PNG and PDF in `ablations/figures/`), from saved records only.
 
 `sparsity`: the dev metric (the dense teacher's as a line) and the train - dev gap against
 target sparsity per method, with 95% intervals over seeds.
@@ -8,7 +8,6 @@ train - dev gap against sparsity (dense fine-tuning at 0). `ablations.tables` dr
 from pathlib import Path
 
 from ablations.registry import Cell
-from spd import rundir
 from spd.tasks import get_task
 
 
@@ -33,10 +32,10 @@ def _setup():
 
 def teacher_metric(finals: dict) -> dict[str, float]:
     """Per task, the dev main metric of the teacher its cells started from, as they recorded
-    it (finals: ablations.tables.collect's {(task, label): {seed: final.json}})."""
-    return {task: f["teacher_dev"][f["main_metric"]]
+    it (finals: ablations.tables.collect's {(task, label): {seed: record}})."""
+    return {task: f["teacher"]["dev"][f["main_metric"]]
             for (task, _), runs in sorted(finals.items()) for f in runs.values()
-            if "teacher_dev" in f}
+            if f.get("teacher")}
 
 
 def sparsity_figure(cells: list[Cell], rows, teacher: dict[str, float], out: Path) -> list[Path]:
@@ -70,15 +69,9 @@ def sparsity_figure(cells: list[Cell], rows, teacher: dict[str, float], out: Pat
     return paths
 
 
-def _records(folder: Path) -> list[dict]:
-    path = folder / rundir.METRICS
-    if not path.is_file():
-        return []
-    return [r for r in rundir.read_jsonl(path) if "dev" in r and r.get("train_subset")]
-
-
-def overfitting_figure(cells: list[Cell], rows, results: Path, out: Path) -> list[Path]:
-    """Curves of seed 0's runs, and the final gap (rows of quantity gap) against sparsity."""
+def overfitting_figure(cells: list[Cell], rows, finals: dict, out: Path) -> list[Path]:
+    """Curves of the first seed's runs (the evaluations their records hold), and the final gap
+    (rows of quantity gap) against sparsity."""
     import pandas as pd
 
     plt, sns = _setup()
@@ -96,7 +89,8 @@ def overfitting_figure(cells: list[Cell], rows, results: Path, out: Path) -> lis
         for c in cells:
             if c.task == task and c.seed == min(x.seed for x in cells):
                 m = get_task(task).main_metric
-                for r in _records(c.path(results)):
+                run = finals.get((task, c.label), {}).get(c.seed) or {}
+                for r in (e for e in run.get("evals", []) if e.get("train_subset")):
                     curve += [{"epoch": r["epoch"], "method": c.label, "split": split,
                                "metric": r[key][m]}
                               for split, key in (("train", "train_subset"), ("dev", "dev"))]
@@ -142,7 +136,7 @@ def budget_figure(cells: list[Cell], finals: dict, out: Path) -> list[Path]:
             ax.axhline(0.95 * teacher[task], color="grey", linestyle=":",
                        label="95% of the teacher")
         floor = next((f["majority_dev"][metric] for (t, _), runs in sorted(finals.items())
-                      if t == task for f in runs.values() if "majority_dev" in f), None)
+                      if t == task for f in runs.values() if f.get("majority_dev")), None)
         if floor is not None:
             ax.axhline(floor, color="firebrick", linestyle="-.", label="constant prediction "
                        "(majority class / train mean)")

@@ -11,7 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from spd.cli import OneLineParser
 from spd.config import distil_recipe, spd_config
+from spd.errors import bad_value
 from spd.tasks import get_task
 
 RESULTS = Path("ablations/results")  # relative, run from the repository root: no machine's
@@ -129,6 +131,7 @@ BUDGET_VARIANTS = {
     "budget-e5-fp32": dict(epochs=5, head="rest", precision="fp32"),  # bf16 parity: budget-e5-rest
     "budget-e10-lr5e-4": dict(epochs=10, lr=5e-4), "budget-e10-hard": dict(epochs=10, hard=1.0),
     "budget-e10-nodrop": dict(epochs=10, dropout=False),
+    "budget-e10-rest-logits": dict(epochs=10, head="rest", logits_only=True),
 }
 # A cap for tasks whose epochs are too long for the CPU budget (SST-2: 2105 steps an epoch,
 # 10 epochs would take hours here): every stage scaled down in proportion (stages.max_steps).
@@ -217,3 +220,54 @@ def budget(tasks, seeds, profile) -> list[Cell]:
     base = "budget-e10"
     rows = [(name, name, 0.9, None if name == base else base) for name in BUDGET_VARIANTS]
     return _cells(rows, tasks, seeds, profile)
+
+
+# Which cells a command means: the options the runner and the tables share.
+
+
+def shard(cells: list[Cell], spec: str | None) -> list[Cell]:
+    if spec is None:
+        return cells
+    try:
+        i, n = (int(x) for x in spec.split("/"))
+        ok = 0 <= i < n
+    except ValueError:
+        ok = False
+    if not ok:
+        raise bad_value("--shard", spec, "I/N with integers 0 <= I < N, e.g. 0/4")
+    return cells[i::n]
+
+
+def build_parser(prog: str = "python -m ablations.run",
+                 description: str = "Run an ablation grid.") -> OneLineParser:
+    """The grid options, shared by the runner and `ablations.tables`."""
+    p = OneLineParser(prog=prog, description=description.split("\n")[0])
+    p.add_argument("name", help=f"ablation: {', '.join(ABLATIONS)}")
+    p.add_argument("--tasks", nargs="+", help="GLUE tasks (default: the ablation's own)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1 (default 3)")
+    p.add_argument("--profile", default="cpu", help=f"{' or '.join(PROFILES)} (default cpu)")
+    p.add_argument("--dry-run", action="store_true", help="list the cells and their state only")
+    p.add_argument("--shard", help="I/N: run every N-th cell starting at I (0-based)")
+    p.add_argument("--methods", nargs="+", help="run only these methods (registry.METHODS)")
+    p.add_argument("--model", help="the teachers' and dense cells' model (default: minilm)")
+    p.add_argument("--data-dir", help="local GLUE folder (default: $SPD_DATA_DIR, else the hub)")
+    p.add_argument("--results", default=str(RESULTS), help=f"results folder (default: "
+                   f"{RESULTS}, from the repository root)")
+    return p
+
+
+def grid(args) -> list[Cell]:
+    if args.name not in ABLATIONS:
+        raise bad_value("ablation", args.name, ", ".join(ABLATIONS))
+    if args.profile not in PROFILES:
+        raise bad_value("--profile", args.profile, ", ".join(PROFILES))
+    if args.seeds < 1:
+        raise bad_value("--seeds", args.seeds, "an integer >= 1")
+    tasks = args.tasks or DEFAULT_TASKS[args.name]
+    for t in tasks:
+        get_task(t)
+    cells = ABLATIONS[args.name](tasks, list(range(args.seeds)), args.profile)
+    for m in args.methods or ():
+        if m not in {c.method for c in cells}:
+            raise bad_value("--methods", m, ", ".join(sorted({c.method for c in cells})))
+    return shard([c for c in cells if not args.methods or c.method in args.methods], args.shard)

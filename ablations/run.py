@@ -16,11 +16,12 @@ kernel frees the lock of a runner that dies, so a stale lock never blocks (on ne
 filesystems this needs working `flock`, as on NFSv4). `--shard I/N` keeps every N-th cell
 starting at I (0 <= I < N) of the grid's fixed order, for cluster job arrays.
 Each cell's `runner.jsonl` records every time a runner started it (host, pid, time, command).
+A finished cell gets its `record.json` (spd.records) with the row it fills in this grid; tables
+and RESULTS.md read those records alone.
 """
 import argparse
 import fcntl
 import json
-import math
 import os
 import socket
 import sys
@@ -28,13 +29,13 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from ablations.registry import ABLATIONS, DEFAULT_TASKS, PROFILES, RESULTS, Cell, teacher_dir
-from spd import rundir
-from spd.cli import EXIT_BAD_INPUT, OneLineParser
+from ablations.registry import Cell, build_parser, grid, teacher_dir
+from spd import records, rundir
+from spd.cli import EXIT_BAD_INPUT
 from spd.cli import main as spd_main
 from spd.config import finetune_config, spd_config
-from spd.errors import SpdError, bad_value, output_folder
-from spd.tasks import get_task
+from spd.errors import SpdError, output_folder
+from spd.records import same_teacher
 
 LOCK, RUNNER_LOG = ".lock", "runner.jsonl"
 
@@ -75,19 +76,6 @@ def finished_state(folder: Path, config) -> str | None:
         rundir.read_json(folder / rundir.FINAL).get("teacher_dev") or {},
         rundir.read_json(teacher_final).get("dev") or {})
     return "done" if same else "stale"
-
-
-# Relative tolerance of `same_teacher`: a teacher's dev loss evaluated, or its recipe refit, on
-# a CPU with other vector instructions differs in the 7th digit; another teacher differs by at
-# least one dev example in accuracy (1/n, 1e-4 for 10k examples) and by far more in loss.
-SAME_TEACHER_RTOL = 1e-5
-
-
-def same_teacher(recorded: dict, current: dict) -> bool:
-    """Whether a cell's recorded teacher dev metrics are those of the teacher now in place: the
-    same metrics, each equal up to float rounding (`SAME_TEACHER_RTOL`)."""
-    return recorded.keys() == current.keys() and all(
-        math.isclose(recorded[k], current[k], rel_tol=SAME_TEACHER_RTOL) for k in recorded)
 
 
 def is_finished(folder: Path, config) -> bool:
@@ -143,56 +131,18 @@ def run_claimed(folder: Path, args: list[str], config, wait: bool = False) -> st
         return "ran" if code == 0 else "failed"
 
 
-def shard(cells: list[Cell], spec: str | None) -> list[Cell]:
-    if spec is None:
-        return cells
-    try:
-        i, n = (int(x) for x in spec.split("/"))
-        ok = 0 <= i < n
-    except ValueError:
-        ok = False
-    if not ok:
-        raise bad_value("--shard", spec, "I/N with integers 0 <= I < N, e.g. 0/4")
-    return cells[i::n]
-
-
-def build_parser(prog: str = "python -m ablations.run",
-                 description: str = __doc__) -> OneLineParser:
-    """The grid options, shared by the runner and `ablations.tables`."""
-    p = OneLineParser(prog=prog, description=description.split("\n")[0])
-    p.add_argument("name", help=f"ablation: {', '.join(ABLATIONS)}")
-    p.add_argument("--tasks", nargs="+", help="GLUE tasks (default: the ablation's own)")
-    p.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1 (default 3)")
-    p.add_argument("--profile", default="cpu", help=f"{' or '.join(PROFILES)} (default cpu)")
-    p.add_argument("--dry-run", action="store_true", help="list the cells and their state only")
-    p.add_argument("--shard", help="I/N: run every N-th cell starting at I (0-based)")
-    p.add_argument("--methods", nargs="+", help="run only these methods (registry.METHODS)")
-    p.add_argument("--model", help="the teachers' and dense cells' model (default: minilm)")
-    p.add_argument("--data-dir", help="local GLUE folder (default: $SPD_DATA_DIR, else the hub)")
-    p.add_argument("--results", default=str(RESULTS), help=f"results folder (default: "
-                   f"{RESULTS}, from the repository root)")
-    return p
-
-
 def parse(argv: list[str] | None):
-    return build_parser().parse_args(argv)
+    p = build_parser("python -m ablations.run", __doc__)
+    p.add_argument("--records-only", action="store_true",
+                   help="write the record.json of every finished cell; run nothing")
+    return p.parse_args(argv)
 
 
-def grid(args) -> list[Cell]:
-    if args.name not in ABLATIONS:
-        raise bad_value("ablation", args.name, ", ".join(ABLATIONS))
-    if args.profile not in PROFILES:
-        raise bad_value("--profile", args.profile, ", ".join(PROFILES))
-    if args.seeds < 1:
-        raise bad_value("--seeds", args.seeds, "an integer >= 1")
-    tasks = args.tasks or DEFAULT_TASKS[args.name]
-    for t in tasks:
-        get_task(t)
-    cells = ABLATIONS[args.name](tasks, list(range(args.seeds)), args.profile)
-    for m in args.methods or ():
-        if m not in {c.method for c in cells}:
-            raise bad_value("--methods", m, ", ".join(sorted({c.method for c in cells})))
-    return shard([c for c in cells if not args.methods or c.method in args.methods], args.shard)
+def record(cell: Cell, name: str, results: Path) -> None:
+    """Write the finished cell's record.json with the row it fills in grid `name`."""
+    records.write(cell.path(results), recipe=cell.profile,
+                  row={"grid": name, "label": cell.label, "reference": cell.reference,
+                       "method": cell.method})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -204,11 +154,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ablations: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     results = Path(args.results)
-    if args.dry_run:
+    if args.dry_run or args.records_only:
         states = []
         for cell in cells:
             state = finished_state(cell.path(results), cell_config(cell, results, args.model))
             states.append(state or "todo")
+            if args.records_only:
+                if state == "done":
+                    record(cell, args.name, results)
+                continue
             print(f"{states[-1]}  {cell.task}  {cell.label} (seed {cell.seed})  "
                   f"spd {' '.join(spd_args(cell, results, args.data_dir, args.model))}")
         print(summary(states))
@@ -225,10 +179,14 @@ def main(argv: list[str] | None = None) -> int:
                           f"{tdir} not ready", flush=True)
                     states.append("failed")
                     continue
+                if records.read(tdir) is None:
+                    records.write(tdir, recipe=cell.profile)
             state = run_claimed(cell.path(results),
                                 spd_args(cell, results, args.data_dir, args.model),
                                 cell_config(cell, results, args.model))
             states.append(state)
+            if state in ("done", "ran"):
+                record(cell, args.name, results)
             why = (" (from a replaced teacher: move the folder away to rerun it)"
                    if state == "stale" else "")
             print(f"[{i}/{len(cells)}] {cell.task} {cell.key} seed {cell.seed}: {state}{why}",

@@ -6,6 +6,7 @@ import os
 import sys
 from pathlib import Path
 
+from spd import records
 from spd.errors import SpdError, bad_value, output_folder
 from spd.interrupt import Stopped
 
@@ -191,6 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _record(folder: Path, preset: str) -> None:
+    """The finished run's record.json (spd.records), written once: by rank 0 under torchrun."""
+    if int(os.environ.get("RANK", "0")) == 0:
+        records.write(folder, recipe=preset)
+
+
 def cmd_finetune(args) -> int:
     from spd.config import finetune_config
     from spd.device import resolve_device
@@ -199,8 +206,9 @@ def cmd_finetune(args) -> int:
     cfg = finetune_config(args.task, args.model, args.preset, args.overrides)
     data_dir, device = data_dir_from(args.data_dir), resolve_device(args.device)
     final = finetune(cfg, Path(args.output), data_dir, device, overwrite=args.overwrite,
-                     command=["spd", *sys.argv[1:]], resume=args.resume,
+                     command=args.argv, resume=args.resume,
                      tensorboard=args.tensorboard)
+    _record(Path(args.output), args.preset)
     metric = final["main_metric"]
     print(f"{final['task']} dev {metric} {final['dev'][metric]:.4f} "
           f"({final['steps']} steps, {final['wall_time_s']:.0f} s); results in {args.output}")
@@ -235,8 +243,9 @@ def cmd_prune(args) -> int:
     data_dir, device = data_dir_from(args.data_dir), resolve_device(args.device)
     _check_compress(args.compress, cfg)
     final = prune(cfg, Path(args.output), data_dir, device, overwrite=args.overwrite,
-                  command=["spd", *sys.argv[1:]], resume=args.resume,
+                  command=args.argv, resume=args.resume,
                   tensorboard=args.tensorboard)
+    _record(Path(args.output), args.preset)
     _print_student(final, args.output)
     if args.compress:
         _export(args.output, args.compress, data_dir=data_dir)
@@ -266,7 +275,7 @@ def cmd_run(args) -> int:
 
     check_pattern_fits(tcfg.model, cfg.prune.pattern)  # the student's matrices are the teacher's
     _check_compress(args.compress, cfg)
-    command = ["spd", *sys.argv[1:]]
+    command = args.argv
     # --resume continues whichever of the two runs had started; --overwrite replaces the
     # teacher only when it was fine-tuned with another configuration.
     started = {d: (d / rundir.CONFIG).is_file() for d in (teacher_dir, out)}
@@ -277,11 +286,13 @@ def cmd_run(args) -> int:
     retrain = args.overwrite and not rundir.holds_config(teacher_dir, tcfg)
     teacher = finetune(tcfg, teacher_dir, data_dir, device, overwrite=retrain, command=command,
                        resume=args.resume and started[teacher_dir], tensorboard=args.tensorboard)
+    _record(teacher_dir, args.preset)
     metric = teacher["main_metric"]
     print(f"{args.task} teacher dev {metric} {teacher['dev'][metric]:.4f} "
           f"({teacher['wall_time_s']:.0f} s); in {teacher_dir}")
     final = prune(cfg, out, data_dir, device, overwrite=args.overwrite, command=command,
                   resume=args.resume and started[out], tensorboard=args.tensorboard)
+    _record(out, args.preset)
     _print_student(final, args.output)
     if args.compress:
         _export(args.output, args.compress, data_dir=data_dir)
@@ -397,10 +408,12 @@ def cmd_report(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="spd: %(message)s")
-    if (sys.argv[1:] if argv is None else list(argv))[:1] == ["--version"]:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["--version"]:
         print(_version())
         return 0
     args = build_parser().parse_args(argv)
+    args.argv = ["spd", *argv]  # the command as given, recorded in final.json and record.json
     try:
         check_agreement(args)
         from spd.models import quiet_transformers

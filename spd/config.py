@@ -357,7 +357,8 @@ class SPDConfig:
 
 def distil_recipe(epochs: float, lr: float = 1e-4, head: str = "head", temperature: float = 2.0,
                   restart: bool = True, updates: int | None = None, precision: str = "bf16",
-                  warmup: float = 0.1, hard: float = 0.0, dropout: bool = True) -> list[str]:
+                  warmup: float = 0.1, hard: float = 0.0, dropout: bool = True,
+                  logits_only: bool = False) -> list[str]:
     """The overrides of a recipe of the budget study (`ablations.run budget`), of which the
     default preset is one: `epochs` split 60% prune (p = p_0, cubic to s_f with
     `updates` mask updates, by default 4 per pruning epoch and at least 24, so that no update
@@ -366,7 +367,8 @@ def distil_recipe(epochs: float, lr: float = 1e-4, head: str = "head", temperatu
     the rest), or one warm-up and decay without `restart`; `head`: pooler and classifier
     trained (head), with the embeddings too (rest), or neither (frozen); the soft cross-entropy
     at `temperature`, the hard-label term at weight `hard`; the student's dropout on or off
-    (`dropout`); `precision`, length-grouped batches,
+    (`dropout`); with `logits_only`, no hidden-state or attention terms (the distillation of
+    movement pruning and oBERT); `precision`, length-grouped batches,
     no statement D probe (time; with head=rest it does not apply)."""
     prune, graft = round(0.6 * epochs, 3), round(0.1 * epochs, 3)
     return [f"stages.unit=epochs", f"stages.prune={prune:g}", f"stages.graft={graft:g}",
@@ -379,6 +381,7 @@ def distil_recipe(epochs: float, lr: float = 1e-4, head: str = "head", temperatu
             f"loss.temperature={temperature:g}",
             *([f"loss.hard={hard:g}"] if hard else []),
             *([] if dropout else ["student_dropout=false"]),
+            *(["loss.hidden=0", "loss.attention=0"] if logits_only else []),
             f"precision={precision}", "data.group_by_length=true", "theory_examples=0"]
 
 

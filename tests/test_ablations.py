@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from ablations import registry, run, tables
-from spd import rundir
+from spd import records, rundir
 from spd.config import to_dict
 from tests.conftest import REPO, table_csv_rows
 
@@ -115,8 +115,8 @@ REFIT = {**FIRST_FIT, "loss": 0.47402817536802855}
     ({"accuracy": 0.8161764705882353, "f1": 0.8686514886164624}, False),  # a metric missing
 ])
 def test_a_teacher_is_the_same_when_its_dev_metrics_agree_to_float_rounding(current, same):
-    assert run.same_teacher(FIRST_FIT, current) is same
-    assert run.same_teacher(current, FIRST_FIT) is same
+    assert records.same_teacher(FIRST_FIT, current) is same
+    assert records.same_teacher(current, FIRST_FIT) is same
 
 
 def test_two_concurrent_runners_run_each_cell_once(tiny_model_dir, small_glue, tmp_path):
@@ -176,9 +176,11 @@ GMP = {0: 0.70, 1: 0.75, 2: 0.71}
 GRID = ["components", "--profile", "smoke", "--tasks", "mrpc", "--seeds", "3"]
 
 
-def write_cell(results, cell, dev: dict, train: dict):
-    """A finished cell's config.json and final.json, distilled from its task's teacher (whose
-    final.json this writes too)."""
+def write_cell(results, cell, dev: dict, train: dict, evals: list[dict] | None = None,
+               grid: str = "components"):
+    """A finished cell's config.json, final.json (and metrics.jsonl: `evals`) and the record
+    the runner makes of them, distilled from its task's teacher (whose final.json this writes
+    too)."""
     teacher, teacher_dev = registry.teacher_dir(cell.task, cell.profile, results), {"f1": 0.86}
     teacher.mkdir(parents=True, exist_ok=True)
     rundir.write_json(teacher / "final.json", {"dev": teacher_dev})
@@ -186,8 +188,12 @@ def write_cell(results, cell, dev: dict, train: dict):
     folder.mkdir(parents=True, exist_ok=True)
     rundir.write_json(folder / "config.json", to_dict(run.cell_config(cell, results, None)))
     rundir.write_json(folder / "final.json", {
-        "main_metric": "f1", "dev": dev, "train_subset": train, "teacher_dev": teacher_dev,
-        "environment": {"git_commit": "abc123", "device": "cpu"}})
+        "task": cell.task, "seed": cell.seed, "main_metric": "f1", "dev": dev,
+        "train_subset": train, "teacher": str(teacher), "teacher_dev": teacher_dev,
+        "target_sparsity": cell.sparsity, "environment": {"git_commit": "abc123", "device": "cpu"}})
+    if evals:
+        rundir.write_jsonl(folder / "metrics.jsonl", evals)
+    run.record(cell, grid, results)
     return folder
 
 
@@ -233,7 +239,7 @@ def test_the_sparsity_table_gives_the_train_dev_gap_with_intervals_and_tests(tmp
     dev, train = {"spd": (0.7, 0.7), "gmp": (0.6, 0.65)}, {"spd": (0.9, 0.8), "gmp": (0.95, 1.0)}
     for cell in run.grid(run.parse(argv)):
         write_cell(tmp_path, cell, {"f1": dev[cell.method][cell.seed]},
-                   {"f1": train[cell.method][cell.seed]})
+                   {"f1": train[cell.method][cell.seed]}, grid="sparsity")
     out = tmp_path / "tables"
     assert tables.main([*argv, "--results", str(tmp_path), "--out", str(out)]) == 0
     got = {(r["method"], r["quantity"]): r for r in table_csv_rows(out / "sparsity.csv")}
@@ -290,18 +296,43 @@ def test_the_footer_names_the_hardware_and_commit_of_every_resumed_segment(tmp_p
     final["environment"]["resumed"] = [{"at_step": 3, "device": "cuda (H100)",
                                         "git_commit": "def456"}]
     rundir.write_json(cell.path(tmp_path) / "final.json", final)
+    run.record(cell, "components", tmp_path)
     out = tmp_path / "tables"
     assert tables.main([*GRID, "--results", str(tmp_path), "--out", str(out)]) == 0
     md = (out / "components.md").read_text()
     assert "runs at commit abc123, def456;" in md and "hardware: cpu; cuda (H100)." in md
 
 
-def test_a_folder_left_by_another_configuration_is_not_counted(tmp_path):
+def test_a_changed_preset_keeps_the_rows_of_the_runs_made_with_the_old_one(tmp_path,
+                                                                            monkeypatch):
+    """Tables read records, not today's presets: changing the recipe a grid runs adds rows
+    when new runs land and never empties the old ones."""
+    fake_results(tmp_path, {"spd": SPD, "gmp": GMP})
+    before = table_rows(tmp_path)
+    from spd import config
+
+    monkeypatch.setitem(config.SPD_PRESETS, "smoke", [*config.SPD_PRESETS["smoke"], "optim.lr=1"])
+    cell = next(c for c in run.grid(run.parse(GRID)) if c.method == "spd")
+    assert run.finished_state(cell.path(tmp_path), run.cell_config(cell, tmp_path, None)) is None
+    assert table_rows(tmp_path) == before and before["SPD"]["n"] == "3"
+
+
+def test_a_run_whose_teacher_was_replaced_is_not_counted(tmp_path):
     fake_results(tmp_path, {"spd": SPD})
-    cell = next(c for c in run.grid(run.parse(GRID)) if c.method == "spd" and c.seed == 0)
-    config = rundir.read_json(cell.path(tmp_path) / "config.json")
-    rundir.write_json(cell.path(tmp_path) / "config.json", {**config, "seed": 7})
-    assert table_rows(tmp_path)["SPD"]["n"] == "2"
+    teacher = registry.teacher_dir("mrpc", "smoke", tmp_path)
+    rundir.write_json(teacher / "final.json", {"dev": {"f1": 0.9}})
+    assert table_rows(tmp_path)["SPD"]["n"] == "0"
+
+
+def test_a_row_only_the_records_hold_is_kept_and_the_footer_names_the_folder_read(tmp_path):
+    fake_results(tmp_path, {"spd": SPD})
+    cell = next(c for c in run.grid(run.parse(GRID)) if c.method == "spd" and c.seed == 1)
+    records.write(cell.path(tmp_path), row={"grid": "components", "label": "a retired row",
+                                            "reference": None, "method": "retired"})
+    rows = table_rows(tmp_path)
+    assert rows["a retired row"]["n"] == "1" and rows["SPD"]["n"] == "3"
+    md = (tmp_path / "tables" / "components.md").read_text()
+    assert f"under `{tmp_path}/cells/smoke/` alone" in md
 
 
 def test_sparsity_and_overfitting_figures_are_drawn_from_results(tmp_path):
@@ -309,9 +340,8 @@ def test_sparsity_and_overfitting_figures_are_drawn_from_results(tmp_path):
         argv = [name, "--profile", "smoke", "--tasks", "mrpc", *grid_args]
         for i, cell in enumerate(run.grid(run.parse(argv))):
             dev = 0.5 + 0.01 * i
-            folder = write_cell(tmp_path, cell, {"f1": dev}, {"f1": 0.9})
-            rundir.write_jsonl(folder / "metrics.jsonl", [
-                {"epoch": e, "dev": {"f1": dev}, "train_subset": {"f1": 0.6 + 0.1 * e}}
+            write_cell(tmp_path, cell, {"f1": dev}, {"f1": 0.9}, grid=name, evals=[
+                {"step": e, "epoch": e, "dev": {"f1": dev}, "train_subset": {"f1": 0.6 + 0.1 * e}}
                 for e in (1, 2, 3)])
         out = tmp_path / "tables"
         assert tables.main([*argv, "--results", str(tmp_path), "--out", str(out)]) == 0
@@ -326,7 +356,8 @@ def test_the_sparsity_figure_marks_the_teacher_its_cells_distilled_from(tmp_path
     fake_results(tmp_path, {"spd": SPD, "gmp": GMP})
     cells = run.grid(run.parse(GRID))
     # write_cell's teacher: dev F1 0.86, recorded by every cell (GMP starts from it too).
-    assert figures.teacher_metric(tables.collect(cells, tmp_path)) == {"mrpc": 0.86}
+    _, finals = tables.collect("components", cells, tmp_path)
+    assert figures.teacher_metric(finals) == {"mrpc": 0.86}
     assert figures.teacher_metric({}) == {}
 
 

@@ -413,3 +413,23 @@ def test_tensorboard_events_hold_every_logged_scalar(tiny_teacher, small_glue, t
     assert [e.step for e in events.Scalars("lr")] == [r["step"] for r in records]
     assert [e.value for e in events.Scalars("dev/accuracy")] == pytest.approx(
         [r["dev"]["accuracy"] for r in records if "dev" in r])
+
+
+def test_a_finished_run_writes_the_record_tables_are_made_from(pruned, tiny_teacher):
+    from spd import records
+
+    final = json.loads((pruned / "final.json").read_text())
+    rec = records.read(pruned)
+    assert (rec["task"], rec["kind"], rec["seed"], rec["sparsity"], rec["recipe"]) == \
+        ("rte", "prune", final["seed"], 0.75, "smoke")
+    assert rec["dev"] == final["dev"] and rec["config_hash"] == final["config_hash"]
+    assert rec["sparsity_realised"] == final["sparsity"] and rec["rows"] == []
+    teacher_final = json.loads((tiny_teacher / "final.json").read_text())
+    assert rec["teacher"] == {"folder": str(tiny_teacher), "dev": final["teacher_dev"],
+                              "config_hash": teacher_final["config_hash"]}
+    assert rec["command"][:2] == ["spd", "prune"] and "--teacher" in rec["command"]
+    assert [e["step"] for e in rec["evals"]] == [r["step"] for r in read_metrics(pruned)
+                                                 if "dev" in r]
+    teacher = records.read(tiny_teacher)
+    assert teacher["kind"] == "finetune" and teacher["teacher"] is None
+    assert teacher["dev"] == teacher_final["dev"] and teacher["command"][:2] == ["spd", "finetune"]

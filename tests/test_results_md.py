@@ -9,10 +9,11 @@ from tests.conftest import REPO
 
 
 def _final(seed, f1, acc, teacher=(0.87, 0.82), wall=600.0):
+    """A record (spd.records) of a finished budget cell."""
     return {"main_metric": "f1", "dev": {"f1": f1, "accuracy": acc},
-            "teacher_dev": {"f1": teacher[0], "accuracy": teacher[1]},
+            "teacher": {"dev": {"f1": teacher[0], "accuracy": teacher[1]}},
             "train_subset": {"f1": f1 + 0.05, "accuracy": acc + 0.05}, "wall_time_s": wall,
-            "sparsity": 0.9, "steps": 1150, "environment": {"device": "cpu (2 threads)"}}
+            "sparsity_realised": 0.9, "steps": 1150, "environment": {"device": "cpu (2 threads)"}}
 
 
 def test_the_headline_is_computed_from_the_runs():
