@@ -42,3 +42,15 @@ def test_the_budget_grid_holds_its_recipes_and_the_default():
     cells = grid(build_parser().parse_args(["budget", "--seeds", "1", "--tasks", "mrpc"]))
     assert results_md.DEFAULT_METHOD in {c.method for c in cells}
     assert {c.sparsity for c in cells} == {0.9}
+
+
+def test_the_bf16_parity_pairs_each_seed_with_its_fp32_twin():
+    finals = {("mrpc", "budget-e5-rest"): {0: _final(0, 0.80, 0.69, wall=540.0)},
+              ("mrpc", "budget-e5-fp32"): {0: _final(0, 0.81, 0.68, wall=1000.0),
+                                           1: _final(1, 0.7, 0.7)}}
+    lines = results_md.parity(finals)
+    f1, acc = (next(line for line in lines if line.startswith(f"| mrpc | 0 | {m} |"))
+               for m in ("f1", "accuracy"))
+    # bf16 minus fp32, per metric; the wall-time ratio fp32 / bf16
+    assert "| -0.0100 | 1.85 |" in f1 and "| +0.0100 | 1.85 |" in acc
+    assert not any(line.startswith("| mrpc | 1 |") for line in lines)  # no bf16 twin: no row
