@@ -31,7 +31,7 @@ test: install
 	$(PY) -m pytest $(PYTEST_ARGS); code=$$?; \
 	if [ -n "$(PYTEST_EXIT_FILE)" ]; then echo $$code > "$(PYTEST_EXIT_FILE)"; fi; exit $$code
 
-# The teacher table in the README: default recipe; SST-2 (67k examples) capped at 1000 steps;
+# The teachers (RESULTS.md): default recipe; SST-2 (67k examples) capped at 1000 steps;
 # RTE at the learning rate and length chosen on dev (ablations/LOG.md).
 teachers: install
 	$(SPD) finetune --task mrpc --output $(TEACHERS)/mrpc
@@ -42,7 +42,7 @@ teachers: install
 	$(SPD) report $(TEACHERS)/mrpc $(TEACHERS)/rte $(TEACHERS)/stsb $(TEACHERS)/cola $(TEACHERS)/sst2
 
 # The ablations issue's grids (about 70 cells of 10 to 14 min each on a 2-core CPU; resumable:
-# run it again to continue), then their tables and figures and the README's copy of them.
+# run it again to continue), then their tables and figures and RESULTS.md.
 ablations: install
 	$(PY) -m ablations.run components --seeds 3
 	$(PY) -m ablations.run sparsity --seeds 3
@@ -50,7 +50,7 @@ ablations: install
 	$(PY) -m ablations.tables components --seeds 3
 	$(PY) -m ablations.tables sparsity --seeds 3
 	$(PY) -m ablations.tables overfitting --seeds 1
-	$(PY) -m ablations.readme_tables
+	$(PY) -m ablations.results_md
 
 # The recipe study of issue 22 (resumable; about 10 to 35 min a cell on a 2-core CPU), then
 # RESULTS.md and the budget table and figure from the committed runs alone.
@@ -59,6 +59,9 @@ budget: install
 	$(MAKE) results
 
 results: install
+	$(PY) -m ablations.tables components --seeds 3
+	$(PY) -m ablations.tables sparsity --seeds 3
+	$(PY) -m ablations.tables overfitting --seeds 1
 	$(PY) -m ablations.tables budget --seeds 3 --tasks mrpc stsb sst2
 	$(PY) -m ablations.results_md
 

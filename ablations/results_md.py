@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ablations.registry import RESULTS, build_parser, grid
 from ablations.tables import Row, collect
-from spd import rundir
+from spd import records, rundir
 from spd.tasks import get_task
 
 BUDGET_TASKS = ["mrpc", "stsb", "sst2"]
@@ -98,7 +98,49 @@ def parity(finals) -> list[str]:
     return lines
 
 
-def render(cells, finals, results: Path) -> str:
+TEACHER_TASKS = ("mrpc", "stsb", "sst2", "rte", "cola")
+GRIDS = {"components": "--seeds 3", "sparsity": "--seeds 3", "overfitting": "--seeds 1"}
+FIGURES = {"sparsity": "sparsity.png", "overfitting": "overfitting.png", "budget": "budget.png"}
+
+
+def _metrics_text(metrics: dict | None) -> str:
+    return ", ".join(f"{k} {v:.4f}" for k, v in (metrics or {}).items() if k != "loss")
+
+
+def teachers_table(results: Path) -> list[str]:
+    """The dense teachers every cell distils from, from their records."""
+    lines = ["| task | dev (final) | train subset (final) | constant prediction (dev) | steps | "
+             "wall min | command |", "|---|---|---|---|---|---|---|"]
+    floors = {}  # the first record of each task that holds the constant prediction's metrics
+    for _, r in records.under(results):
+        if r.get("majority_dev"):
+            floors.setdefault(r["task"], r["majority_dev"])
+    for task in TEACHER_TASKS:
+        rec = records.read(results / "teachers" / task)
+        if rec is None:
+            continue
+        command = " ".join(rec["command"] or [])
+        lines.append(f"| {task} | {_metrics_text(rec['dev'])} | "
+                     f"{_metrics_text(rec['train_subset'])} | {_metrics_text(floors.get(task))} "
+                     f"| {rec['steps']} | {rec['wall_time_s'] / 60:.1f} | `{command}` |")
+    return lines
+
+
+def grid_tables(tables: Path) -> list[str]:
+    """The committed ablation tables (each made from records by `ablations.tables`), as they are."""
+    out = []
+    for name, seeds in GRIDS.items():
+        path = tables / f"{name}.md"
+        if not path.is_file():
+            continue
+        figure = f" Figure: `ablations/figures/{FIGURES[name]}`." if name in FIGURES else ""
+        out += [f"### {name}", "", f"`python -m ablations.run {name} {seeds}` runs the cells; "
+                f"`python -m ablations.tables {name} {seeds}` writes `ablations/tables/{name}"
+                f".{{md,tex,csv}}`.{figure}", "", path.read_text().rstrip(), ""]
+    return out
+
+
+def render(cells, finals, results: Path, tables: Path = Path("ablations/tables")) -> str:
     envs = sorted({f["environment"]["device"] for runs in finals.values() for f in runs.values()})
     return "\n".join([
         "# Results", "",
@@ -124,7 +166,16 @@ def render(cells, finals, results: Path) -> str:
         "seed and teacher; masks, master weights and optimizer state are fp32 in both. Compare "
         "the differences with the spread over seeds of the default recipe above. Regenerate with "
         f"`python -m ablations.run budget --tasks mrpc --seeds 1 --methods {' '.join(PARITY)}`.",
-        "", *parity(finals), ""]) + "\n"
+        "", *parity(finals), "",
+        "## Teachers", "",
+        "Dense all-MiniLM-L6-v2 teachers, fine-tuned in fp32 on a 2-core CPU, one seed (42) "
+        "each; every cell of a task distils from its teacher. Constant prediction: the most "
+        "frequent train label, or the train mean for STS-B (from any record of the task that holds it; "
+        "runs before that field have none).", "",
+        *teachers_table(results), "",
+        "## Ablation grids of the earlier `cpu` recipe (3 epochs; students at 0.8 and above end "
+        "at the majority class)", "",
+        *grid_tables(tables)]) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -431,7 +431,7 @@ SPD_PRESETS: dict[str, list[str]] = {
 
 # The teacher's fine-tuning under the same preset names as SPD (`spd run` uses both).
 FINETUNE_PRESETS: dict[str, list[str]] = {
-    # spd's measured default for the embedded MiniLM (README teacher table).
+    # spd's measured default for the embedded MiniLM (the teacher table in RESULTS.md).
     "cpu": [],
     "cpu2": [],  # the same teacher as `cpu`: the committed teachers serve both
     # The paper's teacher recipe for BERT-base (SPD_METHOD.md): lr 3e-5, 4 epochs, batch 32.
