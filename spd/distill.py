@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from spd import data, model_card, parallel, pruning, resume, rundir
+from spd import data, model_card, parallel, pruning, records, resume, rundir
 from spd.config import SPDConfig, config_hash, to_dict
 from spd.device import autocast, describe, fast_math
 from spd.errors import SpdError
@@ -260,8 +260,11 @@ def _prune(cfg, out_dir, data_dir, device, overwrite, command, resume_run, world
     seen = rundir.state(out_dir)
     done = finished_run(out_dir, cfg, overwrite)
     if done:
+        records.check_teacher(done["teacher_dev"], cfg.teacher, out_dir, "counted as finished")
         return done
     ckpt = resume.resume_point(out_dir, overwrite, resume_run)
+    if ckpt is not None:
+        records.check_teacher(ckpt["teacher_dev"], cfg.teacher, out_dir, "resumed")
     world.barrier()  # every rank has read the folder before rank 0 writes to it
     seed_everything(cfg.seed)
     tokenizer, td, teacher = load_inputs(task, teacher_path(cfg.teacher), cfg.data, data_dir)

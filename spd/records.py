@@ -15,6 +15,7 @@ import math
 from pathlib import Path
 
 from spd import rundir
+from spd.errors import SpdError
 
 RECORD = "record.json"
 SCHEMA = 1
@@ -31,6 +32,26 @@ def same_teacher(recorded: dict, current: dict) -> bool:
     same metrics, each equal up to float rounding (`SAME_TEACHER_RTOL`)."""
     return recorded.keys() == current.keys() and all(
         math.isclose(recorded[k], current[k], rel_tol=SAME_TEACHER_RTOL) for k in recorded)
+
+
+def check_teacher(recorded_dev: dict, teacher: str, run_dir: Path, what: str) -> None:
+    """Refuse a run (to count a finished one, or to resume one) whose recorded teacher dev
+    metrics are not those of the teacher now in the folder it names; a teacher folder without
+    final.json (a plain model) has no identity to check."""
+    final = Path(teacher) / rundir.FINAL
+    if not final.is_file():
+        return
+    current = rundir.read_json(final).get("dev") or {}
+    if not same_teacher(recorded_dev, current):
+        raise SpdError(
+            f"--teacher: {str(teacher)!r} now holds another teacher than the one {str(run_dir)!r} "
+            f"was distilled from (recorded dev {_short(recorded_dev)}, now {_short(current)}), so "
+            f"its run cannot be {what}; allowed: the teacher it was made from, or --overwrite to "
+            f"distil again")
+
+
+def _short(metrics: dict) -> str:
+    return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
 
 
 def _evals(folder: Path) -> list[dict]:

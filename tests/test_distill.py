@@ -433,3 +433,29 @@ def test_a_finished_run_writes_the_record_tables_are_made_from(pruned, tiny_teac
     teacher = records.read(tiny_teacher)
     assert teacher["kind"] == "finetune" and teacher["teacher"] is None
     assert teacher["dev"] == teacher_final["dev"] and teacher["command"][:2] == ["spd", "finetune"]
+
+
+def test_a_run_whose_teacher_was_replaced_is_neither_counted_nor_resumed(
+        tiny_teacher, small_glue, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    teacher = tmp_path / "teacher"
+    shutil.copytree(tiny_teacher, teacher)
+    final_path = teacher / "final.json"
+    first = json.loads(final_path.read_text())
+    replaced = {**first, "dev": {k: v + 0.1 for k, v in first["dev"].items()}}
+    done, killed = tmp_path / "done", tmp_path / "killed"
+    assert main(smoke_prune(teacher, small_glue, done)) == 0
+    args = smoke_prune(teacher, small_glue, killed, "--set", "checkpoint_every=6")
+    undo = interrupt_at(monkeypatch, 13, _raise_interrupt)
+    assert main(args) == 130
+    undo()
+    final_path.write_text(json.dumps(replaced))  # the teacher folder now holds another teacher
+    capsys.readouterr()
+    for argv in (smoke_prune(teacher, small_glue, done), [*args, "--resume"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "another teacher" in err and str(teacher) in err
+    assert (killed / "checkpoint.pt").is_file()  # nothing lost
+    final_path.write_text(json.dumps(first))
+    assert main([*args, "--resume"]) == 0
