@@ -27,7 +27,7 @@ from torch import nn
 
 from spd import pruning, rundir
 from spd.config import spd_config
-from spd.device import autocast, describe, fast_math
+from spd.device import autocast, describe, process_wide_speed_settings
 from spd.distill import Progress, Student
 from spd.losses import spd_loss
 from spd.schedules import make_plan
@@ -267,7 +267,7 @@ def inference_table(model_name: str, task_name: str, length: int, device, repeat
 def run(model_name: str = "minilm", task: str = "mrpc", batch: int = 32, length: int = 128,
         repeats: int = 3, device=None, patterns=PATTERNS) -> dict:
     device = device or torch.device("cpu")
-    with fast_math(device):  # as every training run does
+    with process_wide_speed_settings(device):  # as every training run does
         train = training_breakdown(model_name, task, batch, length, device, repeats)
         inference = inference_table(model_name, task, length, device, repeats, patterns)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB

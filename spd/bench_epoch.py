@@ -15,7 +15,8 @@ import torch
 
 from spd import data, pruning
 from spd.config import spd_config
-from spd.device import autocast_dtype, cpu_has_fast_bf16, describe, fast_math
+from spd.device import (autocast_dtype, cpu_has_fast_bf16, describe,
+                        process_wide_speed_settings)
 from spd.distill import Progress, Student
 from spd.schedules import make_plan
 from spd.tasks import get_task
@@ -76,7 +77,7 @@ def time_variant(model_name: str, task_name: str, data_dir, device, steps: int, 
 
 
 def run(model_name: str, task_name: str, data_dir, device, steps: int) -> dict:
-    with fast_math(device):
+    with process_wide_speed_settings(device):
         rows = [{"label": label, **time_variant(model_name, task_name, data_dir, device, steps,
                                                 precision, grouped)}
                 for label, precision, grouped in VARIANTS]

@@ -50,27 +50,35 @@ def reuse_freed_memory() -> bool:
     return all(mallopt(param, value) == 1 for param, value in settings)
 
 
-@contextlib.contextmanager
-def fast_math(device: torch.device):
-    """Settings for speed while a training loop runs: on the CPU, freed memory is kept for
-    reuse (`reuse_freed_memory`, left set) and denormals are flushed (restored at the end).
+_SPEED_DEPTH = 0  # how many process_wide_speed_settings blocks are open (nested loops)
 
-    On the CPU, denormal floats are flushed to zero (x86 FTZ/DAZ). SPD's attention-probability
-    loss drives gradients into the denormal range, where x86 arithmetic is many times slower:
-    without the flush an SPD step on MiniLM (batch 32, length 128) spent 1.8 s instead of 1.0 s
-    in its matrix products (`spd bench`). Values below ~1e-38 (fp32) become 0. The flag is
-    process-wide (it also changes Python's own float arithmetic), so it is switched off again
-    on exit rather than left set.
+
+@contextlib.contextmanager
+def process_wide_speed_settings(device: torch.device):
+    """Process-wide settings for speed while a training loop runs, on the CPU:
+
+    - freed memory is kept for reuse (`reuse_freed_memory`); glibc has no way back, so it stays
+      set for the life of the process;
+    - denormal floats are flushed to zero (x86 FTZ/DAZ) until the outermost block ends, then
+      switched off again. SPD's attention-probability loss drives gradients into the denormal
+      range, where x86 arithmetic is many times slower: without the flush an SPD step on MiniLM
+      (batch 32, length 128) spent 1.8 s instead of 1.0 s in its matrix products (`spd bench`).
+      Values below ~1e-38 (fp32) become 0, in Python's own float arithmetic too while it lasts.
     """
-    flush = device.type == "cpu"
-    if flush:
-        torch.set_flush_denormal(True)
-        reuse_freed_memory()
+    global _SPEED_DEPTH
+    cpu = device.type == "cpu"
+    if cpu:
+        if _SPEED_DEPTH == 0:
+            torch.set_flush_denormal(True)
+            reuse_freed_memory()
+        _SPEED_DEPTH += 1
     try:
         yield
     finally:
-        if flush:
-            torch.set_flush_denormal(False)
+        if cpu:
+            _SPEED_DEPTH -= 1
+            if _SPEED_DEPTH == 0:
+                torch.set_flush_denormal(False)
 
 
 PRECISIONS = ("auto", "fp32", "bf16")

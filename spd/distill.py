@@ -16,7 +16,7 @@ import torch
 
 from spd import data, model_card, parallel, pruning, records, resume, rundir
 from spd.config import SPDConfig, config_hash, to_dict
-from spd.device import autocast, describe, fast_math
+from spd.device import autocast, describe, process_wide_speed_settings
 from spd.errors import SpdError
 from spd.report import write_run_report
 from spd.interrupt import Stopped, stop_requests
@@ -238,7 +238,7 @@ def prune(cfg: SPDConfig, out_dir: Path, data_dir: Path | None, device: torch.de
     weights and metrics as an uninterrupted one (bitwise on the CPU).
     """
     lock = rundir.OutputLock(out_dir)  # taken by rank 0 only, just before it first writes
-    with fast_math(device):
+    with process_wide_speed_settings(device):
         world = parallel.setup(device)  # one process unless launched by torchrun
         tb = Scalars(out_dir, tensorboard and world.is_main)
         try:

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from spd import data, model_card, resume, rundir
 from spd.config import FinetuneConfig, config_hash, to_dict
-from spd.device import autocast, describe, fast_math
+from spd.device import autocast, describe, process_wide_speed_settings
 from spd.errors import SpdError
 from spd.interrupt import stop_requests
 from spd.metrics import compute_metrics, majority_baseline
@@ -189,7 +189,7 @@ def finetune(cfg: FinetuneConfig, out_dir: Path, data_dir: Path | None, device: 
     lock = rundir.OutputLock(out_dir)
     tb = Scalars(out_dir, tensorboard)
     try:
-        with fast_math(device):
+        with process_wide_speed_settings(device):
             return _finetune(cfg, out_dir, data_dir, device, overwrite, command, resume, lock, tb)
     finally:
         tb.close()

@@ -1,4 +1,4 @@
-"""The CPU training settings of `spd.device.fast_math`."""
+"""The CPU training settings of `spd.device.process_wide_speed_settings`."""
 import ctypes
 import ctypes.util
 import platform
@@ -7,7 +7,7 @@ import resource
 import pytest
 import torch
 
-from spd.device import fast_math, reuse_freed_memory
+from spd.device import process_wide_speed_settings, reuse_freed_memory
 
 GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 
@@ -30,10 +30,25 @@ def test_freed_activation_sized_blocks_are_reused_not_faulted_in_again():
     libc = ctypes.CDLL(ctypes.util.find_library("c"))
     libc.malloc.restype, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
     size = 32 * 12 * 128 * 128 * 4  # MiniLM's attention probabilities, batch 32, length 128
-    with fast_math(torch.device("cpu")):
+    with process_wide_speed_settings(torch.device("cpu")):
         assert reuse_freed_memory()
         faults_of_steps(libc, size, 6, 1)  # the heap grows once
         faults = faults_of_steps(libc, size, 6, 5)
     # glibc's defaults unmap or trim the freed blocks, and each round faults them in again
     # (about 6 x 6,150 pages a round on this machine).
     assert faults < size // resource.getpagesize(), faults
+
+
+def _flushed() -> bool:
+    return (torch.full((4,), 1e-39) * 1.0)[0].item() == 0.0  # a denormal float32, times one
+
+
+def test_the_denormal_flush_lasts_until_the_outermost_loop_ends():
+    cpu = torch.device("cpu")
+    assert not _flushed()
+    with process_wide_speed_settings(cpu):
+        assert _flushed()
+        with process_wide_speed_settings(cpu):  # a loop inside a loop (spd run, spd bench)
+            assert _flushed()
+        assert _flushed()  # the inner one ending does not switch it off under the outer
+    assert not _flushed()
