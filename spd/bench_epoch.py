@@ -56,7 +56,7 @@ def time_variant(model_name: str, task_name: str, data_dir, device, steps: int, 
     pruning.prune_to(student.linears, cfg.prune.sparsity)
     progress = Progress(sparsity=cfg.prune.sparsity)
     student.model.train()
-    first = plan.bounds[1]  # the pure-student stage: p = 1, every student layer trains
+    first = plan.stage_ends[1]  # the pure-student stage: p = 1, every student layer trains
     batches = data.epochs(loader)
     student.step(first, next(batches), progress)  # warm-up, untimed
     times = []

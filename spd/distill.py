@@ -55,8 +55,8 @@ def audit(cfg: SPDConfig, plan: Plan, matrix_sizes: dict[str, int] | None = None
     if r.schedule == "linear" and r.slope == 0:
         warnings.append(f"replace.schedule=linear with slope 0 keeps p = {r.p_0} for the whole run: "
                         f"nothing progressive happens (the official README's setting)")
-    if cfg.prune.updates and plan.bounds[0] < cfg.prune.updates + 1:
-        warnings.append(f"the prune stage ({plan.bounds[0]} steps) is shorter than one update "
+    if cfg.prune.updates and plan.stage_ends[0] < cfg.prune.updates + 1:
+        warnings.append(f"the prune stage ({plan.stage_ends[0]} steps) is shorter than one update "
                         f"interval per mask update ({cfg.prune.updates} updates): masks change "
                         f"every step")
     if plan.window >= plan.total and cfg.prune.sparsity > cfg.prune.initial:
@@ -65,7 +65,7 @@ def audit(cfg: SPDConfig, plan: Plan, matrix_sizes: dict[str, int] | None = None
     if cfg.train_rest and cfg.theory_examples:
         warnings.append("train_rest=true trains the student's embeddings, which the error-bound "
                         "statements assume shared with the teacher: the statement D probe is off")
-    if plan.bounds[2] == plan.bounds[1]:
+    if plan.stage_ends[2] == plan.stage_ends[1]:
         warnings.append("the final stage (pure student, p = 1) has length 0: the exported student "
                         "never trains alone")
     return warnings
@@ -189,9 +189,9 @@ class Student:
 
     def record(self, progress: Progress, p: float, elapsed: float, evaluate_now: bool) -> dict:
         """The realised schedules and mean loss terms since the last record (+ metrics)."""
-        done, bounds = progress.step, self.plan.bounds
+        done, ends = progress.step, self.plan.stage_ends
         rec = {"step": done, "epoch": done / self.plan.steps_per_epoch,
-               "stage": ("prune", "graft", "finetune")[sum(done - 1 >= b for b in bounds[:2])],
+               "stage": ("prune", "graft", "finetune")[sum(done - 1 >= e for e in ends[:2])],
                "sparsity": progress.sparsity,
                "realised_sparsity": pruning.overall_sparsity(self.linears),
                "replace_p": p, "lr": self.scheduler.get_last_lr()[0],
@@ -303,7 +303,7 @@ def _prune(cfg, out_dir, data_dir, device, overwrite, command, resume_run, world
     checkpoint_every = cfg.checkpoint_every or eval_every
     log.info("SPD on %s: teacher dev %s %.4f; %d steps (stages end at %s), device %s%s",
              task.name, task.main_metric, teacher_dev[task.main_metric], plan.total,
-             plan.bounds, describe(device),
+             plan.stage_ends, describe(device),
              f"; resuming at step {progress.step}" if progress.step else "")
     start = time.perf_counter() - progress.elapsed_s
     bar = progress_bar(plan.total, f"spd {task.name}", disable=not world.is_main)
@@ -344,7 +344,7 @@ def _prune(cfg, out_dir, data_dir, device, overwrite, command, resume_run, world
     evals = [r for r in progress.records if "dev" in r]
     final = {**run_summary(cfg, td, evals, progress.best, plan.total, plan.steps_per_epoch, wall,
                            env, command),
-             "teacher": cfg.teacher, "stage_bounds": list(plan.bounds), "teacher_dev": teacher_dev,
+             "teacher": cfg.teacher, "stage_ends": list(plan.stage_ends), "teacher_dev": teacher_dev,
              "sparsity": sparsity["overall"], "target_sparsity": cfg.prune.sparsity,
              "resumed_at_steps": progress.resumed_at_steps}
     rundir.write_json(out_dir / rundir.FINAL, final)

@@ -104,6 +104,7 @@ def check_models(teacher, student, inputs: dict, p_grid=P_GRID, lip_points: int 
         "output_norm_teacher": bounds.norm(t[-1]),
         "checks": {k: [c.as_row() for c in v] if isinstance(v, list) else v.as_row()
                    for k, v in checks.items()},
+        "D_p": list(p_grid),  # the replacing probability of each row of checks["D"]
         "D_linear_bound": [{"p": p, "bound": en.linear_bound(p)} for p in p_grid],
         "D_polynomial": en.polynomial(),
     }
@@ -176,7 +177,7 @@ def plots(result: dict, out: Path) -> None:
 
     sns.set_theme(style="whitegrid", context="paper")
     d = result["checks"]["D"]
-    ps = [float(r["statement"].split("=")[1].rstrip(")")) for r in d]
+    ps = result["D_p"]
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(ps, [r["measured"] for r in d], "o-", label="E_R ||f_R - f_T|| (exact)")
     ax.plot(ps, [r["bound"] for r in d], "s--", label="D bound")

@@ -79,8 +79,14 @@ BOUNDS_PLOT = "bounds.png"
 STAGES = ("prune", "graft", "finetune")
 
 
-def _stage_lines(ax, bounds) -> None:
-    for b in bounds[:2]:
+def stage_ends(final: dict) -> list[int]:
+    """The steps at which the prune and graft stages and the run end (`stage_bounds` in the
+    final.json of runs before the name changed)."""
+    return final["stage_ends"] if "stage_ends" in final else final["stage_bounds"]
+
+
+def _stage_lines(ax, ends) -> None:
+    for b in ends[:2]:
         ax.axvline(b, color="grey", lw=0.8, ls=":")
 
 
@@ -94,7 +100,7 @@ def write_plots(run_dir: Path, final: dict, records: list[dict], per_matrix: dic
     import seaborn as sns
 
     sns.set_theme(style="whitegrid", context="paper")
-    m, bounds = final["main_metric"], final["stage_bounds"]
+    m, ends = final["main_metric"], stage_ends(final)
     evals = [r for r in records if "dev" in r]
     rows = [{"step": r["step"], "split": split, m: r[split][m]}
             for r in evals for split in ("dev", "train_subset") if r.get(split)]
@@ -104,7 +110,7 @@ def write_plots(run_dir: Path, final: dict, records: list[dict], per_matrix: dic
     if final.get("majority_dev", {}).get(m) is not None:
         ax.axhline(final["majority_dev"][m], color="firebrick", ls="-.", lw=1,
                    label="constant prediction (majority class / train mean)")
-    _stage_lines(ax, bounds)
+    _stage_lines(ax, ends)
     ax.set(xlabel="step (dotted: stage edges)")
     ax.legend(fontsize="small")
     ax.set_title(f"{final['task']}: student {m} (pure student at each evaluation)")
@@ -122,7 +128,7 @@ def write_plots(run_dir: Path, final: dict, records: list[dict], per_matrix: dic
         else:
             ax.plot(steps, [r[key] for r in records])
         ax.ticklabel_format(axis="y", useOffset=False, style="plain")  # no "1e-5+8.999e-1"
-        _stage_lines(ax, bounds)
+        _stage_lines(ax, ends)
         ax.set(xlabel="step (dotted: stage edges)", ylabel=label, title=label)
     fig.savefig(run_dir / PLOTS[1], dpi=90, bbox_inches="tight")
 
@@ -133,7 +139,7 @@ def write_plots(run_dir: Path, final: dict, records: list[dict], per_matrix: dic
     fig, ax = plt.subplots(figsize=(6, 3.5))
     sns.lineplot(pd.DataFrame(rows), x="step", y="loss", hue="term", ax=ax)
     ax.set_yscale("log")
-    _stage_lines(ax, bounds)
+    _stage_lines(ax, ends)
     ax.set(xlabel="step (dotted: stage edges)", ylabel="loss (unweighted term)",
            title="loss terms with weight > 0 (mean over each logging window; log scale)")
     fig.savefig(run_dir / PLOTS[2], dpi=90, bbox_inches="tight")
@@ -162,7 +168,7 @@ def write_plots(run_dir: Path, final: dict, records: list[dict], per_matrix: dic
         sns.lineplot(pd.DataFrame(rows), x="step", y="e_l", hue="layer", marker="o", ax=axes[1])
         axes[1].set_title("module errors e_l on teacher inputs")
         for ax in axes:
-            _stage_lines(ax, bounds)
+            _stage_lines(ax, ends)
         fig.savefig(run_dir / BOUNDS_PLOT, dpi=90, bbox_inches="tight")
     plt.close("all")
 
@@ -199,7 +205,7 @@ def run_report(final: dict, records: list[dict]) -> str:
     names = sorted(k for k in final["dev"] if not k.startswith("loss"))
     lines = [f"# SPD on {final['task']}: target sparsity {final['target_sparsity']}", "",
              f"Teacher `{final['teacher']}`; {final['steps']} steps "
-             f"(stages end at steps {', '.join(map(str, final['stage_bounds']))}), seed "
+             f"(stages end at steps {', '.join(map(str, stage_ends(final)))}), seed "
              f"{final['seed']}, {final['wall_time_s'] / 60:.1f} min on {devices(env)}; "
              f"spd {env['spd']} at commit {env.get('git_commit') or 'unknown'}"
              f"{' (dirty)' if env.get('git_dirty') else ''}.", "",

@@ -75,31 +75,31 @@ def three_stage_rate(step: int, p_0: float, prune_end: int, graft_end: int) -> f
     return p_0 + (1.0 - p_0) * (step - prune_end) / (graft_end - prune_end)
 
 
-def stage_bounds(prune: int, graft: int, finetune: int) -> tuple[int, int, int]:
+def stage_ends(prune: int, graft: int, finetune: int) -> tuple[int, int, int]:
     """(prune_end, graft_end, total): the first step after each of the three stages."""
     return prune, prune + graft, prune + graft + finetune
 
 
-def staged_lr(step: int, bounds: tuple[int, ...], restart: bool, warmup: int | float = 0) -> float:
+def staged_lr(step: int, ends: tuple[int, ...], restart: bool, warmup: int | float = 0) -> float:
     """Learning-rate multiplier over stages.
 
     `restart`: within each non-empty segment [previous bound, bound), a linear warm-up over
     round(warmup * segment length) steps, then a linear decay to 0 at the segment's end,
-    restarting at each bound (the official code's two decays when its bounds are prune | rest;
+    restarting at each segment end (the official code's two decays when its ends are prune | rest;
     it passes the same warm-up to both of its schedules). Otherwise one warm-up of `warmup`
     steps and one decay over the whole run.
 
     Args:
         step: optimizer steps taken so far.
-        bounds: increasing segment ends; the last is the total number of steps.
+        ends: increasing segment ends; the last is the total number of steps.
         restart: restart the schedule at each bound.
         warmup: warm-up steps of the whole-run schedule, or with `restart` the fraction of
             each segment spent warming up (a number in [0, 1)).
     """
     if not restart:
-        return warmup_linear_decay(step, bounds[-1], int(warmup))
+        return warmup_linear_decay(step, ends[-1], int(warmup))
     start = 0
-    for end in bounds:
+    for end in ends:
         if step < end:
             return warmup_linear_decay(step - start, end - start, round(warmup * (end - start)))
         start = end
@@ -111,13 +111,13 @@ class Plan:
     """The step-level numbers of a run, derived once from its config and the epoch length."""
 
     steps_per_epoch: int
-    bounds: tuple[int, int, int]  # prune_end, graft_end, total
+    stage_ends: tuple[int, int, int]  # prune_end, graft_end, total
     interval: int  # steps between mask updates
     window: int  # steps from the first mask update to s_f
 
     @property
     def total(self) -> int:
-        return self.bounds[-1]
+        return self.stage_ends[-1]
 
 
 def make_plan(cfg: SPDConfig, steps_per_epoch: int, n_train: int | None = None) -> Plan:
@@ -132,19 +132,19 @@ def make_plan(cfg: SPDConfig, steps_per_epoch: int, n_train: int | None = None) 
         scale = cap / sum(lengths)
         prune, graft = round(lengths[0] * scale), round(lengths[1] * scale)
         lengths = [prune, graft, cap - prune - graft]
-    bounds = stage_bounds(*lengths)
-    if bounds[-1] == 0:
+    ends = stage_ends(*lengths)
+    if ends[-1] == 0:
         raise SpdError(f"stages: {cfg.stages} round to 0 steps at {steps_per_epoch} steps per "
                        f"epoch; allowed: a total of at least one step")
     if cfg.prune.updates == 0:
-        return Plan(steps_per_epoch, bounds, 1, 0)
+        return Plan(steps_per_epoch, ends, 1, 0)
     if cfg.prune.grid == "official":
-        return _official_grid(cfg, steps_per_epoch, bounds, n_train)
-    interval = max(1, bounds[0] // (cfg.prune.updates + 1))
-    return Plan(steps_per_epoch, bounds, interval, interval * cfg.prune.updates)
+        return _official_grid(cfg, steps_per_epoch, ends, n_train)
+    interval = max(1, ends[0] // (cfg.prune.updates + 1))
+    return Plan(steps_per_epoch, ends, interval, interval * cfg.prune.updates)
 
 
-def _official_grid(cfg: SPDConfig, steps_per_epoch: int, bounds, n_train: int | None) -> Plan:
+def _official_grid(cfg: SPDConfig, steps_per_epoch: int, ends, n_train: int | None) -> Plan:
     """The official code's update grid: `freq = int(n / 32 * prune_epochs / 12)` steps apart
     (its batch of 32 is spd's batch size, its 12 is updates + 1), and the cubic fraction
     k / (window // freq) with window = int(n / 32) * prune_epochs, so that on MRPC's 30
@@ -153,7 +153,7 @@ def _official_grid(cfg: SPDConfig, steps_per_epoch: int, bounds, n_train: int | 
     per_epoch = n / cfg.data.batch_size
     interval = max(1, int(per_epoch * cfg.stages.prune / (cfg.prune.updates + 1)))
     updates = int(int(per_epoch) * cfg.stages.prune) // interval
-    return Plan(steps_per_epoch, bounds, interval, interval * updates)
+    return Plan(steps_per_epoch, ends, interval, interval * updates)
 
 
 def sparsity_at(step: int, cfg: SPDConfig, plan: Plan) -> float:
@@ -166,12 +166,12 @@ def replace_p_at(step: int, cfg: SPDConfig, plan: Plan) -> float:
         return constant_rate(step, r.p_0)
     if r.schedule == "linear":
         return linear_rate(step, r.p_0, r.slope)
-    return three_stage_rate(step, r.p_0, plan.bounds[0], plan.bounds[1])
+    return three_stage_rate(step, r.p_0, plan.stage_ends[0], plan.stage_ends[1])
 
 
 def lr_at(step: int, cfg: SPDConfig, plan: Plan) -> float:
     o = cfg.optim
     if not o.lr_restart:
-        return staged_lr(step, plan.bounds, False, round(o.warmup_ratio * plan.total))
-    segments = plan.bounds if o.restart_at == "every_stage" else (plan.bounds[0], plan.total)
+        return staged_lr(step, plan.stage_ends, False, round(o.warmup_ratio * plan.total))
+    segments = plan.stage_ends if o.restart_at == "every_stage" else (plan.stage_ends[0], plan.total)
     return staged_lr(step, segments, True, o.warmup_ratio)

@@ -459,3 +459,10 @@ def test_a_run_whose_teacher_was_replaced_is_neither_counted_nor_resumed(
     assert (killed / "checkpoint.pt").is_file()  # nothing lost
     final_path.write_text(json.dumps(first))
     assert main([*args, "--resume"]) == 0
+
+
+def test_reports_read_the_stage_ends_of_runs_saved_before_the_name_changed():
+    from spd.report import stage_ends
+
+    assert stage_ends({"stage_bounds": [12, 20, 24]}) == [12, 20, 24]  # committed runs
+    assert stage_ends({"stage_ends": [12, 20, 24]}) == [12, 20, 24]

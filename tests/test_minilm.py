@@ -45,7 +45,7 @@ def test_minilm_spd_run_through_every_stage_on_real_mrpc(glue_dir, tmp_path):
     assert main(["run", "--task", "mrpc", "--sparsity", "0.5", "--preset", "smoke",
                  "--data-dir", str(glue_dir), "--output", str(out)]) == 0
     final = json.loads((out / "final.json").read_text())
-    assert final["steps"] == 24 and final["stage_bounds"] == [12, 20, 24]
+    assert final["steps"] == 24 and final["stage_ends"] == [12, 20, 24]
     assert final["sparsity"] == pytest.approx(0.5, abs=1e-4)
     assert json.loads((out / "teacher" / "final.json").read_text())["model"] == "minilm"
     assert (out / "report.md").is_file() and (out / "model" / "model.safetensors").is_file()

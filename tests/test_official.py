@@ -66,10 +66,10 @@ def test_official_sparsity_schedule_matches_the_official_code_on_mrpc(preset):
 def test_official_lr_schedule_matches_the_official_code_on_mrpc(preset):
     cfg = spd_config("mrpc", "", preset)
     plan = make_plan(cfg, STEPS_PER_EPOCH, MRPC_TRAIN)
-    assert plan.total == 60 * STEPS_PER_EPOCH and plan.bounds[0] == 30 * STEPS_PER_EPOCH
+    assert plan.total == 60 * STEPS_PER_EPOCH and plan.stage_ends[0] == 30 * STEPS_PER_EPOCH
     ref = official_lr(STEPS_PER_EPOCH, 60, 30)
     ours = [lr_at(t, cfg, plan) for t in range(plan.total)]
-    switch = plan.bounds[0]
+    switch = plan.stage_ends[0]
     # The one step where they differ, on purpose: the official code's first step after the
     # switch runs at the finished pruning schedule's last rate, 0 (two schedulers on one
     # optimizer, the second stepped only after that step); spd restarts at the full rate.
@@ -130,8 +130,8 @@ def test_max_steps_scales_every_stage_in_proportion(per_epoch, cap):
     plan = make_plan(cfg, per_epoch)
     full = 10 * per_epoch
     if not cap or full <= cap:
-        assert plan.bounds == (6 * per_epoch, 7 * per_epoch, full)
+        assert plan.stage_ends == (6 * per_epoch, 7 * per_epoch, full)
         return
     assert plan.total == cap
-    prune, graft = plan.bounds[0], plan.bounds[1] - plan.bounds[0]
+    prune, graft = plan.stage_ends[0], plan.stage_ends[1] - plan.stage_ends[0]
     assert abs(prune - 0.6 * cap) <= 0.5 and abs(graft - 0.1 * cap) <= 0.5

@@ -101,7 +101,7 @@ def test_stage_plan_is_consistent_for_any_lengths(unit, prune, graft, final, per
     except SpdError as e:  # lengths that round to no step at all are refused, in one line
         assert "\n" not in str(e)
         return
-    a, b, total = plan.bounds
+    a, b, total = plan.stage_ends
     assert 0 <= a <= b <= total == plan.total >= 1
     scale = per_epoch if unit == "epochs" else 1
     assert a == round(prune * scale)

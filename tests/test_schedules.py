@@ -73,20 +73,20 @@ def test_linear_and_constant_rates(p_0, k, step):
     assert linear_rate(step, p_0, 0.0) == p_0
 
 
-from spd.schedules import stage_bounds, staged_lr  # noqa: E402
+from spd.schedules import stage_ends, staged_lr  # noqa: E402
 
 
 @given(st.integers(0, 60), st.integers(0, 60), st.integers(0, 60), st.booleans())
 @example(1, 0, 0, True)
 @example(0, 0, 1, True)
 def test_staged_lr(prune, graft, finetune, restart):
-    bounds = stage_bounds(prune, graft, finetune)
-    assert bounds[0] <= bounds[1] <= bounds[2] == prune + graft + finetune
-    vals = [staged_lr(t, bounds, restart) for t in range(bounds[-1] + 3)]
+    ends = stage_ends(prune, graft, finetune)
+    assert ends[0] <= ends[1] <= ends[2] == prune + graft + finetune
+    vals = [staged_lr(t, ends, restart) for t in range(ends[-1] + 3)]
     assert all(0 <= v <= 1 for v in vals)
-    assert all(v == 0 for v in vals[bounds[-1]:])
-    starts = sorted({b for b in (0, *bounds[:-1]) if b < bounds[-1]})
-    for t in range(1, bounds[-1]):
+    assert all(v == 0 for v in vals[ends[-1]:])
+    starts = sorted({b for b in (0, *ends[:-1]) if b < ends[-1]})
+    for t in range(1, ends[-1]):
         if vals[t] > vals[t - 1]:  # the rate only rises where a stage restarts it
             assert restart and t in starts
     if restart:

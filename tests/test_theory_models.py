@@ -54,6 +54,9 @@ def test_theory_check_command_writes_json_md_and_plots(tiny_model_dir, small_glu
     result = json.loads((out / "theory.json").read_text())
     md = (out / "theory.md").read_text()
     assert result["meta"]["examples"] == 6 and len(result["checks"]["D"]) == 11
+    # p is a field of the result, not parsed back from each row's label
+    assert len(result["D_p"]) == 11 and all(f"{p:g}" in row["statement"] for p, row in
+                                            zip(result["D_p"], result["checks"]["D"]))
     assert f"{result['checks']['B1']['bound']:.4g}" in md
     for png in ("theory_d.png", "theory_modules.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
