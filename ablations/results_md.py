@@ -178,17 +178,34 @@ def render(cells, finals, results: Path, tables: Path = Path("ablations/tables")
         *grid_tables(tables)]) + "\n"
 
 
+HEADLINE = ("<!-- headline:begin -->\n", "<!-- headline:end -->")
+
+
+def update_readme(path: Path, lines: list[str]) -> None:
+    """Replace the README's headline block (between the HEADLINE markers) with `lines`."""
+    text = path.read_text()
+    head, rest = text.split(HEADLINE[0], 1)
+    rundir.write_text(path, head + HEADLINE[0] + "\n".join(lines) + "\n" + HEADLINE[1] +
+                      rest.split(HEADLINE[1], 1)[1])
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m ablations.results_md",
                                 description=__doc__.split("\n")[0])
     p.add_argument("--results", default=str(RESULTS), help=f"results folder (default {RESULTS})")
     p.add_argument("--out", default="RESULTS.md", help="file to write (default RESULTS.md)")
+    p.add_argument("--readme", default="README.md",
+                   help="README whose headline block to update (default README.md; '' for none)")
     args = p.parse_args(argv)
     results = Path(args.results)
     cells = grid(build_parser().parse_args(["budget", "--seeds", "5", "--results", str(results),
                                             "--tasks", *BUDGET_TASKS]))
-    rundir.write_text(Path(args.out), render(*collect("budget", cells, results), results))
+    cells, finals = collect("budget", cells, results)
+    rundir.write_text(Path(args.out), render(cells, finals, results))
     print(f"results_md: wrote {args.out}")
+    if args.readme:
+        update_readme(Path(args.readme), headline(cells, finals))
+        print(f"results_md: updated the headline table in {args.readme}")
     return 0
 
 

@@ -33,8 +33,8 @@ def test_the_headline_is_computed_from_the_runs():
 
 def test_committed_results_md_regenerates_byte_identically(tmp_path):
     out = tmp_path / "RESULTS.md"
-    subprocess.run([sys.executable, "-m", "ablations.results_md", "--out", str(out)], cwd=REPO,
-                   check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "ablations.results_md", "--out", str(out), "--readme",
+                    ""], cwd=REPO, check=True, capture_output=True)
     assert out.read_text() == (REPO / "RESULTS.md").read_text()
 
 
@@ -54,3 +54,11 @@ def test_the_bf16_parity_pairs_each_seed_with_its_fp32_twin():
     # bf16 minus fp32, per metric; the wall-time ratio fp32 / bf16
     assert "| -0.0100 | 1.85 |" in f1 and "| +0.0100 | 1.85 |" in acc
     assert not any(line.startswith("| mrpc | 1 |") for line in lines)  # no bf16 twin: no row
+
+
+def test_the_readme_headline_block_is_replaced_and_nothing_else(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- headline:begin -->\nold\n<!-- headline:end -->\nrest\n")
+    results_md.update_readme(readme, ["| a |", "| b |"])
+    assert readme.read_text() == ("intro\n<!-- headline:begin -->\n| a |\n| b |\n"
+                                  "<!-- headline:end -->\nrest\n")
