@@ -1,19 +1,14 @@
-"""One frozen dataclass tree per experiment, validated on construction.
-
-Overrides come as `--set section.field=value` strings; the value is parsed with the field's
-type, unknown keys are errors, and every refusal names the field, the bad value and what is
-allowed.
+"""One frozen dataclass tree per experiment, validated on construction: both build on the
+shared run section (`RunConfig`); presets are `--set` overrides (spd.overrides) by name.
 """
-import dataclasses
-import hashlib
-import json
 import math
 from dataclasses import dataclass, field
 
 from spd.device import PRECISIONS
 from spd.errors import bad_value
 from spd.models import DEFAULT_MODEL
-from spd.masks import parse_pattern
+from spd.masks import CRITERIA, SCOPES, parse_pattern
+from spd.overrides import apply_overrides
 from spd.tasks import get_task
 
 
@@ -28,6 +23,9 @@ def _positive(name, value):
 
 def _nonneg(name, value):
     _check(name, value, math.isfinite(value) and value >= 0, "a finite number >= 0")
+
+def _choice(name, value, choices):
+    _check(name, value, value in choices, ", ".join(choices))
 
 
 @dataclass(frozen=True)
@@ -92,40 +90,54 @@ class OptimConfig:
 
 
 @dataclass(frozen=True)
-class FinetuneConfig:
-    """Dense fine-tuning of a teacher.
+class RunConfig:
+    """The run section both trees build on: what any training run of spd has.
 
     Attributes:
         task: GLUE task name.
-        model: `minilm` (the packaged all-MiniLM-L6-v2), a hub id or a local folder.
-        seed: seeds data order, dropout and the classifier head's initialisation.
+        seed: seeds data order, dropout and everything else random in the run.
         eval_every: evaluate dev and the train subset every this many steps; 0 means once per
             epoch. The last step is always evaluated.
         checkpoint_every: save a checkpoint every this many steps for `--resume`; 0 means at
             each evaluation. Deleted when the run finishes.
-        compile: run the training forward pass through `torch.compile` (dynamic shapes).
+        compile: run the (teacher's) training forward pass through `torch.compile` (dynamic
+            shapes); SPD's grafted, masked student stays eager.
         precision: auto (bf16 autocast on CUDA, fp32 on the CPU), fp32, or bf16 (autocast on
-            either device; master weights and optimizer state stay fp32).
+            either device; master weights, masks and optimizer state stay fp32).
     """
 
     task: str = "mrpc"
-    model: str = DEFAULT_MODEL
     seed: int = 42
     eval_every: int = 0
     checkpoint_every: int = 0
     compile: bool = False
     precision: str = "auto"
     data: DataConfig = field(default_factory=DataConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
 
     def __post_init__(self):
         get_task(self.task)
-        _check("model", self.model, bool(self.model), "a non-empty hub id or folder")
         _check("seed", self.seed, 0 <= self.seed < 2 ** 32, "an integer in [0, 2**32)")
         _check("eval_every", self.eval_every, self.eval_every >= 0, "an integer >= 0")
         _check("checkpoint_every", self.checkpoint_every, self.checkpoint_every >= 0,
                "an integer >= 0")
         _choice("precision", self.precision, PRECISIONS)
+
+
+@dataclass(frozen=True)
+class FinetuneConfig(RunConfig):
+    """Dense fine-tuning of a teacher (the run section, plus the model and its optimiser).
+
+    Attributes:
+        model: `minilm` (the packaged all-MiniLM-L6-v2), a hub id or a local folder; the seed
+            also initialises its classifier head.
+    """
+
+    model: str = DEFAULT_MODEL
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def __post_init__(self):
+        super().__post_init__()
+        _check("model", self.model, bool(self.model), "a non-empty hub id or folder")
 
 
 STAGE_UNITS = ("epochs", "steps")
@@ -136,8 +148,6 @@ RESTART_POINTS = ("every_stage", "prune_end")
 SOFT_CE_CLASSES = ("sum", "mean")
 
 
-def _choice(name, value, choices):
-    _check(name, value, value in choices, ", ".join(choices))
 
 
 @dataclass(frozen=True)
@@ -201,8 +211,8 @@ class PruneConfig:
                math.isfinite(self.initial) and 0 <= self.initial <= self.sparsity,
                f"a number in [0, prune.sparsity={self.sparsity}]")
         _check("prune.updates", self.updates, self.updates >= 0, "an integer >= 0")
-        _choice("prune.scope", self.scope, ("per_matrix", "global"))
-        _choice("prune.criterion", self.criterion, ("magnitude", "random"))
+        _choice("prune.scope", self.scope, SCOPES)
+        _choice("prune.criterion", self.criterion, CRITERIA)
         _choice("prune.grid", self.grid, UPDATE_GRIDS)
         try:
             nm = parse_pattern(self.pattern)
@@ -293,17 +303,13 @@ class SPDOptimConfig:
 
 
 @dataclass(frozen=True)
-class SPDConfig:
-    """Sparse progressive distillation of a fine-tuned teacher into a pruned student.
+class SPDConfig(RunConfig):
+    """Sparse progressive distillation of a fine-tuned teacher into a pruned student (the run
+    section, plus the teacher and the SPD sections).
 
     Attributes:
-        task: GLUE task name.
         teacher: the fine-tuned teacher (a run folder, its model/ folder or a hub id).
-        seed: seeds data order, dropout, the layer draws and the random criterion.
-        eval_every: evaluate every this many steps; 0 means once per epoch.
         log_every: log the realised schedules and loss terms every this many steps.
-        checkpoint_every: save a checkpoint every this many steps for `--resume`; 0 means at
-            each evaluation. Deleted when the run finishes.
         train_rest: also train embeddings, pooler and classifier (official: frozen).
         train_head: also train the pooler and classifier, the embeddings staying the teacher's
             (so the error-bound statements, which assume shared embeddings, still apply).
@@ -311,29 +317,18 @@ class SPDConfig:
             off: none (a heavily pruned student underfits, where dropout only costs).
         theory_examples: at each evaluation, measure the module errors and statement D's
             bound at the current p (theory/README.md) on this many dev examples; 0: off.
-        compile: run the frozen teacher's forward pass through `torch.compile` (dynamic
-            shapes); the grafted, masked student stays eager.
-        precision: auto (bf16 autocast on CUDA, fp32 on the CPU), fp32, or bf16 (autocast on
-            either device; master weights, masks and optimizer state stay fp32).
         graft_teacher_dropout: run dropout in the teacher layers grafted into the student while
             it trains (the official code: its whole mixed model is in train mode); off: they
             run as the pure teacher does, in eval mode.
     """
 
-    task: str = "mrpc"
     teacher: str = ""
-    seed: int = 42
-    eval_every: int = 0
     log_every: int = 10
-    checkpoint_every: int = 0
     train_rest: bool = False
     train_head: bool = False
     student_dropout: bool = True
     theory_examples: int = 8
-    compile: bool = False
-    precision: str = "auto"
     graft_teacher_dropout: bool = False
-    data: DataConfig = field(default_factory=DataConfig)
     optim: SPDOptimConfig = field(default_factory=SPDOptimConfig)
     stages: StagesConfig = field(default_factory=StagesConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)
@@ -341,15 +336,10 @@ class SPDConfig:
     loss: LossConfig = field(default_factory=LossConfig)
 
     def __post_init__(self):
-        get_task(self.task)
-        _check("seed", self.seed, 0 <= self.seed < 2 ** 32, "an integer in [0, 2**32)")
-        _check("eval_every", self.eval_every, self.eval_every >= 0, "an integer >= 0")
+        super().__post_init__()
         _check("log_every", self.log_every, self.log_every >= 1, "an integer >= 1")
-        _check("checkpoint_every", self.checkpoint_every, self.checkpoint_every >= 0,
-               "an integer >= 0")
         _check("theory_examples", self.theory_examples, self.theory_examples >= 0,
                "an integer >= 0")
-        _choice("precision", self.precision, PRECISIONS)
         if self.prune.grid == "official":
             _check("prune.grid", self.prune.grid, self.stages.unit == "epochs",
                    "even with stages.unit=steps (the official grid is counted in epochs)")
@@ -459,96 +449,3 @@ def spd_config(task: str, teacher: str, preset: str = DEFAULT_PRESET,
                            [*SPD_PRESETS[preset], *overrides])
 
 
-def to_dict(cfg) -> dict:
-    return dataclasses.asdict(cfg)
-
-
-def _typed(name: str, value, typ):
-    """`value` as a field of type `typ` (an int is a float too), else a one-line error."""
-    if typ is float and isinstance(value, int) and not isinstance(value, bool):
-        try:
-            return float(value)
-        except OverflowError:
-            pass
-    elif isinstance(value, typ) and (typ is bool or not isinstance(value, bool)):
-        return value
-    raise bad_value(name, value, f"a value of type {typ.__name__}")
-
-
-def from_dict(d: dict, cls, prefix: str = ""):
-    """Rebuild a config of class `cls` from `to_dict` output (a saved config.json), checking
-    every value's type and validating again. Missing fields take their defaults; unknown keys
-    are ignored (a run saved by a newer spd)."""
-    if not isinstance(d, dict):
-        raise bad_value(f"config section {prefix or cls.__name__}", d, "a JSON object")
-    kwargs = {}
-    for f in dataclasses.fields(cls):
-        if f.name in d:
-            v, name = d[f.name], prefix + f.name
-            kwargs[f.name] = (from_dict(v, f.type, f"{name}.") if dataclasses.is_dataclass(f.type)
-                              else _typed(name, v, f.type))
-    return cls(**kwargs)
-
-
-def config_hash(cfg) -> str:
-    """A short stable hash of the resolved configuration."""
-    text = json.dumps(to_dict(cfg), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def _parse(key: str, text: str, typ):
-    try:
-        if typ is bool:
-            if text.lower() not in ("true", "false", "1", "0"):
-                raise ValueError
-            return text.lower() in ("true", "1")
-        if typ is int:
-            return int(text)
-        if typ is float:
-            return float(text)
-        return text
-    except ValueError:
-        raise bad_value(key, text, f"a value of type {typ.__name__}") from None
-
-
-def _leaf_keys(cls, prefix="") -> list[str]:
-    keys = []
-    for f in dataclasses.fields(cls):
-        if dataclasses.is_dataclass(f.type):
-            keys += _leaf_keys(f.type, f"{prefix}{f.name}.")
-        else:
-            keys.append(prefix + f.name)
-    return keys
-
-
-def _set(cls, values: dict, path: list[str], value: str, key: str) -> None:
-    """Parse `value` for the field `path` of `cls` into the nested dict `values`."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    f = fields.get(path[0])
-    if f is None:
-        raise bad_value("unknown --set key", key, ", ".join(_leaf_keys(cls)))
-    nested = dataclasses.is_dataclass(f.type)
-    if nested and len(path) == 1:
-        raise bad_value(f"--set key {key!r} is a section, not a field", key,
-                        ", ".join(_leaf_keys(f.type, f"{key}.")))
-    if not nested and len(path) > 1:
-        raise bad_value("unknown --set key", key, ", ".join(_leaf_keys(cls)))
-    if nested:
-        _set(f.type, values[f.name], path[1:], value, key)
-    else:
-        values[f.name] = _parse(key, value, f.type)
-
-
-def apply_overrides(cfg, overrides: list[str]):
-    """Apply `key=value` strings (dotted keys for nested sections) to a frozen config.
-
-    Every value is parsed first and the whole config validated once at the end, so fields
-    that constrain each other (prune.pattern and prune.sparsity) can be set in any order.
-    """
-    values = to_dict(cfg)
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise bad_value("--set expects key=value", item, "e.g. optim.lr=3e-5")
-        _set(type(cfg), values, key.strip().split("."), value.strip(), key.strip())
-    return from_dict(values, type(cfg))

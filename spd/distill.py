@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 
 from spd import data, model_card, parallel, pruning, records, resume, rundir
-from spd.config import SPDConfig, config_hash, to_dict
+from spd.config import SPDConfig
+from spd.overrides import config_hash, to_dict
 from spd.device import autocast, describe, process_wide_speed_settings
 from spd.errors import SpdError
 from spd.report import write_run_report

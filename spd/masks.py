@@ -7,6 +7,10 @@ import math
 
 import torch
 
+# The allowed values of prune.scope and prune.criterion, stated once (config and pruning).
+SCOPES = ("per_matrix", "global")
+CRITERIA = ("magnitude", "random")
+
 
 def kept_count(n: int, sparsity: float) -> int:
     """round(n * (1 - s)), halves rounded up (Python's `round` would round half to even)."""

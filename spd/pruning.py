@@ -9,14 +9,13 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from spd.errors import SpdError, bad_value
-from spd.masks import global_masks, nm_mask, nm_pruned_per_group, parse_pattern, update_mask
+from spd.masks import (CRITERIA, SCOPES, global_masks, nm_mask, nm_pruned_per_group,
+                       parse_pattern, update_mask)
 
 # The six linear weight matrices of a BERT encoder layer; biases, LayerNorms, embeddings,
 # pooler and classifier stay dense.
 PRUNABLE = ("attention.self.query", "attention.self.key", "attention.self.value",
             "attention.output.dense", "intermediate.dense", "output.dense")
-SCOPES = ("per_matrix", "global")
-CRITERIA = ("magnitude", "random")
 
 
 class WeightMask(nn.Module):

@@ -68,7 +68,7 @@ def training_state(model, optimizer, scheduler, device: torch.device) -> dict:
 def check_config(ckpt: dict, cfg) -> None:
     """Refuse a checkpoint written by a run of another configuration (its `config_hash`;
     checkpoints from before the field carry none and pass)."""
-    from spd.config import config_hash
+    from spd.overrides import config_hash
 
     saved, mine = ckpt.get("config_hash"), config_hash(cfg)
     if saved is not None and saved != mine:

@@ -154,7 +154,7 @@ def holds_config(run_dir: Path, cfg) -> bool:
     """Whether `run_dir` holds a run (finished or not) of the configuration `cfg` (a config
     dataclass). Its `config.json` is read back through the current dataclasses, so a run saved
     before a field was added (it lacks the key) matches when `cfg` has that field's default."""
-    from spd.config import from_dict, to_dict
+    from spd.overrides import from_dict, to_dict
 
     try:
         saved = from_dict(read_json(Path(run_dir) / CONFIG), type(cfg))

@@ -11,7 +11,8 @@ import torch
 from tqdm.auto import tqdm
 
 from spd import data, model_card, resume, rundir
-from spd.config import FinetuneConfig, config_hash, to_dict
+from spd.config import FinetuneConfig
+from spd.overrides import config_hash, to_dict
 from spd.device import autocast, describe, process_wide_speed_settings
 from spd.errors import SpdError
 from spd.interrupt import stop_requests

@@ -10,7 +10,7 @@ import pytest
 
 from ablations import registry, run, tables
 from spd import records, rundir
-from spd.config import to_dict
+from spd.overrides import to_dict
 from tests.conftest import REPO, table_csv_rows
 
 

@@ -31,7 +31,7 @@ def tiny_run(tiny_model_dir, small_glue, tmp_path_factory):
 
 def test_run_directory_describes_itself(tiny_run):
     assert {p.name for p in tiny_run.iterdir()} == {"model", "config.json", "metrics.jsonl",
-                                                    "final.json", ".spd.lock"}
+                                                    "final.json", "record.json", ".spd.lock"}
     assert (tiny_run / "model" / "README.md").is_file()  # the model card
     assert (tiny_run / "model" / "config.json").is_file()
     assert (tiny_run / "model" / "tokenizer.json").is_file()
@@ -139,7 +139,8 @@ def test_result_files_and_model_folder_get_the_usual_permissions(tiny_run):
 
 def test_a_run_saved_before_a_field_existed_is_the_same_configuration(tmp_path):
     from spd import rundir
-    from spd.config import spd_config, to_dict
+    from spd.config import spd_config
+    from spd.overrides import to_dict
 
     cfg = spd_config("mrpc", "teacher", "cpu")
     old = to_dict(cfg)

@@ -4,7 +4,8 @@ import dataclasses
 import pytest
 from hypothesis import given, strategies as st
 
-from spd.config import FinetuneConfig, apply_overrides, config_hash, from_dict, to_dict
+from spd.config import FinetuneConfig
+from spd.overrides import apply_overrides, config_hash, from_dict, to_dict
 from spd.errors import SpdError
 
 

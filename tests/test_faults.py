@@ -250,7 +250,8 @@ def test_a_damaged_result_file_is_refused_by_tables_and_report(damage, tmp_path,
 
 def test_a_checkpoint_of_another_configuration_is_refused():
     from spd import resume
-    from spd.config import config_hash, spd_config
+    from spd.config import spd_config
+    from spd.overrides import config_hash
     from spd.errors import SpdError
 
     cfg = spd_config("rte", "t", "smoke")
