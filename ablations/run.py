@@ -4,8 +4,9 @@
                                 [--methods M ...] [--dry-run] [--shard I/N] [--model M]
                                 [--data-dir D] [--results DIR]
 
-Cells (registry.py) run one after another through `spd prune` (SPD cells) or `spd finetune`
-(dense cells and the teachers), with `--resume` once a cell's run has started, so a killed
+Cells (registry.py) run one after another through spd's Python API (`spd.distill.prune` for SPD
+cells, `spd.train.finetune` for dense cells and the teachers), each configuration built once
+(`cell_config`), resuming once a cell's run has started, so a killed
 grid continues each unfinished cell from its last checkpoint. A finished cell (its
 `final.json` holds the same configuration) is skipped, so running the command again
 continues the grid; one finished from a teacher since replaced (its recorded teacher dev
@@ -22,6 +23,7 @@ and RESULTS.md read those records alone.
 import argparse
 import fcntl
 import json
+import logging
 import os
 import socket
 import sys
@@ -31,10 +33,10 @@ from pathlib import Path
 
 from ablations.registry import Cell, build_parser, grid, teacher_dir
 from spd import records, rundir
-from spd.cli import EXIT_BAD_INPUT
-from spd.cli import main as spd_main
-from spd.config import finetune_config, spd_config
+from spd.cli import EXIT_BAD_INPUT, data_dir_from
+from spd.config import SPDConfig, finetune_config, spd_config
 from spd.errors import SpdError, output_folder
+from spd.interrupt import Stopped
 from spd.records import same_teacher
 
 LOCK, RUNNER_LOG = ".lock", "runner.jsonl"
@@ -108,27 +110,49 @@ def teacher_args(task: str, profile: str, results: Path, data_dir: str | None,
             *(["--model", model] if model else [])]
 
 
-def run_claimed(folder: Path, args: list[str], config, wait: bool = False) -> str:
-    """Run `spd args` in `folder` unless it is finished or claimed: done, stale, ran, locked or
-    failed. With `wait`, a claimed folder is waited for (a teacher that another runner is
-    training). A stale cell (finished from a replaced teacher) is left for its owner to move."""
-    if state := finished_state(folder, config):
+def run_job(folder: Path, config, args: list[str], data_dir: str | None, resume: bool) -> str:
+    """Run `config` (built once, by `cell_config` or for a teacher) in `folder` through spd's
+    Python API; `args` is the equivalent `spd` command line, recorded as the run's command.
+    Errors map to cell states: a refusal (SpdError, printed in spd's one line) is "failed"; a
+    signal (the run checkpointed) stops the grid too."""
+    from spd.device import resolve_device
+    from spd.distill import prune
+    from spd.train import finetune
+
+    loop = prune if isinstance(config, SPDConfig) else finetune
+    try:
+        loop(config, folder, data_dir_from(data_dir), resolve_device("auto"), resume=resume,
+             command=["spd", *args, *(["--resume"] if resume else [])])
+    except SpdError as e:
+        print(f"spd: error: {e}", file=sys.stderr)
+        return "failed"
+    except Stopped as e:
+        print(f"spd: stopped: {e}", file=sys.stderr)
+        raise KeyboardInterrupt from e
+    return "ran"
+
+
+def run_claimed(folder: Path, config, args: list[str], data_dir: str | None,
+                match: bool = True, wait: bool = False) -> str:
+    """Run `config` in `folder` unless it is finished or claimed: done, stale, ran, locked or
+    failed. `match`: a finished run counts only if it holds `config` (a teacher counts
+    whatever its recipe). With `wait`, a claimed folder is waited for (a teacher that another
+    runner is training). A stale cell (finished from a replaced teacher) is left for its owner
+    to move."""
+    wanted = config if match else None
+    if state := finished_state(folder, wanted):
         return state
     with claim(folder, wait) as mine:
         if not mine:
             return "locked"
-        if state := finished_state(folder, config):  # finished by another runner meanwhile
+        if state := finished_state(folder, wanted):  # finished by another runner meanwhile
             return state
-        if (folder / rundir.CONFIG).is_file():  # started before: continue it
-            args = [*args, "--resume"]
+        resume = (folder / rundir.CONFIG).is_file()  # started before: continue it
         line = {"host": socket.gethostname(), "pid": os.getpid(), "start": time.time(),
-                "command": ["spd", *args]}
+                "command": ["spd", *args, *(["--resume"] if resume else [])]}
         with open(folder / RUNNER_LOG, "a", encoding="utf-8") as f:
             f.write(json.dumps(line) + "\n")
-        code = spd_main(args)
-        if code in (130, 143):  # Ctrl-C or SIGTERM: the cell checkpointed; stop the grid too
-            raise KeyboardInterrupt
-        return "ran" if code == 0 else "failed"
+        return run_job(folder, config, args, data_dir, resume)
 
 
 def parse(argv: list[str] | None):
@@ -147,6 +171,10 @@ def record(cell: Cell, name: str, results: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    logging.basicConfig(level=logging.INFO, format="spd: %(message)s")  # as `spd` logs
+    from spd.models import quiet_transformers
+
+    quiet_transformers()
     try:
         output_folder("--results", args.results)
         cells = grid(args)
@@ -173,17 +201,19 @@ def main(argv: list[str] | None = None) -> int:
             if cell.kind == "prune":
                 tdir = teacher_dir(cell.task, cell.profile, results)
                 targs = teacher_args(cell.task, cell.profile, results, args.data_dir, args.model)
+                tcfg = finetune_config(cell.task, args.model, cell.profile)
                 # An existing teacher is used whatever its recipe (rte's has its own lr).
-                if run_claimed(tdir, targs, None, wait=True) == "failed":
+                if run_claimed(tdir, tcfg, targs, args.data_dir, match=False,
+                               wait=True) == "failed":
                     print(f"[{i}/{len(cells)}] {cell.task} {cell.key} seed {cell.seed}: teacher "
                           f"{tdir} not ready", flush=True)
                     states.append("failed")
                     continue
                 if records.read(tdir) is None:
                     records.write(tdir, recipe=cell.profile)
-            state = run_claimed(cell.path(results),
+            state = run_claimed(cell.path(results), cell_config(cell, results, args.model),
                                 spd_args(cell, results, args.data_dir, args.model),
-                                cell_config(cell, results, args.model))
+                                args.data_dir)
             states.append(state)
             if state in ("done", "ran"):
                 record(cell, args.name, results)

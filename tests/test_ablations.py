@@ -59,7 +59,13 @@ def runner_lines(folder) -> list[dict]:
 
 
 def test_runner_runs_each_cell_then_skips_finished_ones(tiny_model_dir, small_glue, tmp_path,
-                                                        capsys):
+                                                        capsys, monkeypatch):
+    import spd.cli
+
+    def no_cli(*args, **kwargs):
+        raise AssertionError("the runner calls spd's Python API, not its command line")
+
+    monkeypatch.setattr(spd.cli, "build_parser", no_cli)  # what `spd.cli.main` parses with
     args = runner_args(tiny_model_dir, small_glue, tmp_path)
     assert run.main([*args, "--dry-run"]) == 0
     out = capsys.readouterr().out
@@ -71,6 +77,12 @@ def test_runner_runs_each_cell_then_skips_finished_ones(tiny_model_dir, small_gl
         final = json.loads((cell.path(tmp_path) / "final.json").read_text())
         assert final["seed"] == 0 and final["teacher"] == str(registry.teacher_dir("rte", "smoke",
                                                                                    tmp_path))
+        assert final["command"] == ["spd", *run.spd_args(cell, tmp_path, str(small_glue),
+                                                         str(tiny_model_dir))]
+        rec = records.read(cell.path(tmp_path))
+        assert rec["recipe"] == "smoke" and rec["rows"] == [
+            {"grid": "components", "label": cell.label, "reference": cell.reference,
+             "method": cell.method}]
     assert run.main(args) == 0
     assert "2 done" in capsys.readouterr().out
     assert all(len(runner_lines(c.path(tmp_path))) == 1 for c in cells)
