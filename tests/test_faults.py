@@ -235,14 +235,15 @@ def test_a_damaged_result_file_is_refused_by_tables_and_report(damage, tmp_path,
     from tests.test_ablations import GRID, SPD, fake_results
 
     fake_results(tmp_path, {"spd": SPD})
-    final = next(c for c in run.grid(run.parse(GRID)) if c.method == "spd").path(tmp_path) \
-        / "final.json"
-    text = final.read_text()
-    final.write_text(text[:len(text) // 2] if damage == "truncated" else "")
+    folder = next(c for c in run.grid(run.parse(GRID)) if c.method == "spd").path(tmp_path)
+    final, record = folder / "final.json", folder / "record.json"
+    for path in (final, record):  # tables read records; spd report reads final.json
+        text = path.read_text()
+        path.write_text(text[:len(text) // 2] if damage == "truncated" else "")
     capsys.readouterr()
     assert tables.main([*GRID, "--results", str(tmp_path), "--out", str(tmp_path / "t")]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and str(final) in err and "not valid JSON" in err, err
+    assert len(err.splitlines()) == 1 and str(record) in err and "not valid JSON" in err, err
     assert not (tmp_path / "t").exists()  # no table made from what could be read
     assert main(["report", str(final.parent)]) == 2
     assert "not valid JSON" in capsys.readouterr().err
