@@ -37,7 +37,6 @@ from spd.cli import EXIT_BAD_INPUT, data_dir_from
 from spd.config import SPDConfig, finetune_config, spd_config
 from spd.errors import SpdError, output_folder
 from spd.interrupt import Stopped
-from spd.records import same_teacher
 
 LOCK, RUNNER_LOG = ".lock", "runner.jsonl"
 
@@ -73,11 +72,8 @@ def finished_state(folder: Path, config) -> str | None:
     teacher = getattr(config, "teacher", None)
     if teacher is None:
         return "done"
-    teacher_final = Path(teacher) / rundir.FINAL  # a damaged file is refused, not skipped
-    same = teacher_final.is_file() and same_teacher(
-        rundir.read_json(folder / rundir.FINAL).get("teacher_dev") or {},
-        rundir.read_json(teacher_final).get("dev") or {})
-    return "done" if same else "stale"
+    recorded = rundir.read_json(folder / rundir.FINAL).get("teacher_dev") or {}
+    return "done" if records.teacher_matches(recorded, teacher) else "stale"
 
 
 def is_finished(folder: Path, config) -> bool:

@@ -34,15 +34,21 @@ def same_teacher(recorded: dict, current: dict) -> bool:
         math.isclose(recorded[k], current[k], rel_tol=SAME_TEACHER_RTOL) for k in recorded)
 
 
+def teacher_matches(recorded_dev: dict, teacher: str) -> bool | None:
+    """Whether the teacher folder now holds the teacher of `recorded_dev` (its final.json dev
+    metrics equal up to float rounding); None when it has no final.json (a plain model)."""
+    final = Path(teacher) / rundir.FINAL
+    if not final.is_file():
+        return None
+    return same_teacher(recorded_dev, rundir.read_json(final).get("dev") or {})
+
+
 def check_teacher(recorded_dev: dict, teacher: str, run_dir: Path, what: str) -> None:
     """Refuse a run (to count a finished one, or to resume one) whose recorded teacher dev
     metrics are not those of the teacher now in the folder it names; a teacher folder without
     final.json (a plain model) has no identity to check."""
-    final = Path(teacher) / rundir.FINAL
-    if not final.is_file():
-        return
-    current = rundir.read_json(final).get("dev") or {}
-    if not same_teacher(recorded_dev, current):
+    if teacher_matches(recorded_dev, teacher) is False:
+        current = rundir.read_json(Path(teacher) / rundir.FINAL).get("dev") or {}
         raise SpdError(
             f"--teacher: {str(teacher)!r} now holds another teacher than the one {str(run_dir)!r} "
             f"was distilled from (recorded dev {_short(recorded_dev)}, now {_short(current)}), so "
@@ -116,10 +122,7 @@ def teacher_is_current(record: dict) -> bool:
     """Whether a distilled run's teacher is still the one in the folder it names (its dev
     metrics equal the recorded ones); a dense run has no teacher and is always current."""
     teacher = record.get("teacher")
-    if teacher is None:
-        return True
-    final = Path(teacher["folder"]) / rundir.FINAL
-    return final.is_file() and same_teacher(teacher["dev"], rundir.read_json(final).get("dev") or {})
+    return teacher is None or bool(teacher_matches(teacher["dev"], teacher["folder"]))
 
 
 def under(folder: Path) -> list[tuple[Path, dict]]:
