@@ -268,6 +268,30 @@ class LossConfig:
 
 
 @dataclass(frozen=True)
+class AugmentConfig:
+    """Distillation on perturbed copies of the training examples, labelled by the teacher
+    (`spd.augment`).
+
+    Attributes:
+        rate: the probability that a training example is replaced by a perturbed copy; 0: off.
+        tokens: the probability that each real, non-special token of a copy is replaced by a
+            draw from the training set's unigram distribution.
+        swap: swap the two sentences of a copy with probability 1/2 on symmetric pair tasks
+            (MRPC, STS-B, QQP).
+    """
+
+    rate: float = 0.0
+    tokens: float = 0.15
+    swap: bool = True
+
+    def __post_init__(self):
+        for name in ("rate", "tokens"):
+            value = getattr(self, name)
+            _check(f"augment.{name}", value, math.isfinite(value) and 0 <= value <= 1,
+                   "a number in [0, 1]")
+
+
+@dataclass(frozen=True)
 class SPDOptimConfig:
     """AdamW over the trainable student parameters.
 
@@ -334,9 +358,17 @@ class SPDConfig(RunConfig):
     prune: PruneConfig = field(default_factory=PruneConfig)
     replace: ReplaceConfig = field(default_factory=ReplaceConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self):
         super().__post_init__()
+        if self.augment.rate > 0:  # perturbed copies have no gold label: the teacher's only
+            _check("loss.hard", self.loss.hard, self.loss.hard == 0,
+                   f"0 with augment.rate={self.augment.rate:g} (perturbed copies have no gold label)")
+            _check("loss.regression_target", self.loss.regression_target,
+                   self.loss.regression_target == "teacher" or not get_task(self.task).is_regression,
+                   f"teacher with augment.rate={self.augment.rate:g} on a regression task "
+                   f"(perturbed copies have no gold score)")
         _check("log_every", self.log_every, self.log_every >= 1, "an integer >= 1")
         _check("theory_examples", self.theory_examples, self.theory_examples >= 0,
                "an integer >= 0")
@@ -348,7 +380,7 @@ class SPDConfig(RunConfig):
 def distil_recipe(epochs: float, lr: float = 1e-4, head: str = "head", temperature: float = 2.0,
                   restart: bool = True, updates: int | None = None, precision: str = "bf16",
                   warmup: float = 0.1, hard: float = 0.0, dropout: bool = True,
-                  logits_only: bool = False) -> list[str]:
+                  logits_only: bool = False, augment: float = 0.0) -> list[str]:
     """The overrides of a recipe of the budget study (`ablations.run budget`), of which the
     default preset is one: `epochs` split 60% prune (p = p_0, cubic to s_f with
     `updates` mask updates, by default 4 per pruning epoch and at least 24, so that no update
@@ -358,7 +390,9 @@ def distil_recipe(epochs: float, lr: float = 1e-4, head: str = "head", temperatu
     trained (head), with the embeddings too (rest), or neither (frozen); the soft cross-entropy
     at `temperature`, the hard-label term at weight `hard`; the student's dropout on or off
     (`dropout`); with `logits_only`, no hidden-state or attention terms (the distillation of
-    movement pruning and oBERT); `precision`, length-grouped batches,
+    movement pruning and oBERT); `augment`: the fraction of examples replaced by perturbed
+    copies labelled by the teacher (`spd.augment`; STS-B then regresses on the teacher's
+    score); `precision`, length-grouped batches,
     no statement D probe (time; with head=rest it does not apply)."""
     prune, graft = round(0.6 * epochs, 3), round(0.1 * epochs, 3)
     return [f"stages.unit=epochs", f"stages.prune={prune:g}", f"stages.graft={graft:g}",
@@ -372,6 +406,7 @@ def distil_recipe(epochs: float, lr: float = 1e-4, head: str = "head", temperatu
             *([f"loss.hard={hard:g}"] if hard else []),
             *([] if dropout else ["student_dropout=false"]),
             *(["loss.hidden=0", "loss.attention=0"] if logits_only else []),
+            *([f"augment.rate={augment:g}", "loss.regression_target=teacher"] if augment else []),
             f"precision={precision}", "data.group_by_length=true", "theory_examples=0"]
 
 

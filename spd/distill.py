@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from spd import data, model_card, parallel, pruning, records, resume, rundir
+from spd.augment import Noise
 from spd.config import SPDConfig
 from spd.overrides import config_hash, to_dict
 from spd.device import autocast, describe, process_wide_speed_settings
@@ -104,6 +105,9 @@ class Student:
         self.teacher_forward = compiled(teacher, cfg.compile)
         self.world = world
         self.pad_id = tokenizer.pad_token_id
+        a = cfg.augment
+        self.noise = Noise(td.train, tokenizer.all_special_ids, len(tokenizer), td.task, a.rate,
+                           a.tokens, a.swap, cfg.seed)
         self.model = make_student(teacher, cfg.graft_teacher_dropout)
         set_trainable_rest(self.model, cfg.train_rest)
         if cfg.train_head:
@@ -137,7 +141,7 @@ class Student:
         p = replace_p_at(step, cfg, self.plan)
         draws = draw_layers(cfg.seed, step, p, self.n_layers)
         set_layers(self.model, draws)
-        batch = to_device(self.world.shard(batch), self.device)
+        batch = to_device(self.world.shard(self.noise(batch, step)), self.device)
         inputs = {k: v for k, v in batch.items() if k != "labels"}
         if cfg.graft_teacher_dropout:  # the grafted teacher layers are the teacher's own
             self.teacher.eval()

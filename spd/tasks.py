@@ -16,6 +16,8 @@ class Task:
         main_metric: the metric that picks the best-during-training evaluation.
         dev_splits: dev split name -> suffix added to metric names (MNLI has two dev sets).
         sizes: official row count of each split (train and dev).
+        symmetric: a pair task whose label does not depend on the order of its two sentences
+            (paraphrase, similarity, duplicate questions).
     """
 
     name: str
@@ -25,6 +27,7 @@ class Task:
     main_metric: str
     dev_splits: dict
     sizes: dict
+    symmetric: bool = False
 
     @property
     def is_regression(self) -> bool:
@@ -54,11 +57,12 @@ TASKS: dict[str, Task] = {
         Task("sst2", ("sentence",), ("negative", "positive"), _ACC, "accuracy",
              _DEV, {"train": 67349, "validation": 872}),
         Task("mrpc", ("sentence1", "sentence2"), ("not_equivalent", "equivalent"),
-             ("accuracy", "f1"), "f1", _DEV, {"train": 3668, "validation": 408}),
+             ("accuracy", "f1"), "f1", _DEV, {"train": 3668, "validation": 408}, symmetric=True),
         Task("stsb", ("sentence1", "sentence2"), (), ("pearson", "spearman"), "pearson",
-             _DEV, {"train": 5749, "validation": 1500}),
+             _DEV, {"train": 5749, "validation": 1500}, symmetric=True),
         Task("qqp", ("question1", "question2"), ("not_duplicate", "duplicate"),
-             ("accuracy", "f1"), "f1", _DEV, {"train": 363846, "validation": 40430}),
+             ("accuracy", "f1"), "f1", _DEV, {"train": 363846, "validation": 40430},
+             symmetric=True),
         Task("mnli", ("premise", "hypothesis"), ("entailment", "neutral", "contradiction"),
              _ACC, "accuracy_m",
              {"validation_matched": "_m", "validation_mismatched": "_mm"},

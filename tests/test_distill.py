@@ -466,3 +466,21 @@ def test_reports_read_the_stage_ends_of_runs_saved_before_the_name_changed():
 
     assert stage_ends({"stage_bounds": [12, 20, 24]}) == [12, 20, 24]  # committed runs
     assert stage_ends({"stage_ends": [12, 20, 24]}) == [12, 20, 24]
+
+
+def test_an_augmented_run_resumes_bitwise_and_differs_from_a_plain_one(pruned, tiny_teacher,
+                                                                      small_glue, tmp_path,
+                                                                      monkeypatch):
+    """The perturbed copies are drawn from (seed, step): a killed run resumes to the whole one."""
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    augment = ("--set", "augment.rate=0.5", "--set", "augment.tokens=0.3")
+    assert main(smoke_prune(tiny_teacher, small_glue, whole, *augment)) == 0
+    args = smoke_prune(tiny_teacher, small_glue, killed, *augment, "--set", "checkpoint_every=6")
+    undo = interrupt_at(monkeypatch, 13, _raise_interrupt)
+    assert main(args) == 130
+    undo()
+    assert main([*args, "--resume"]) == 0
+    assert without_times(read_metrics(killed)) == without_times(read_metrics(whole))
+    assert_same_weights(killed, whole)
+    losses = lambda run: [r["loss"] for r in read_metrics(run)]  # noqa: E731
+    assert losses(whole) != losses(pruned)
