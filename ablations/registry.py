@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spd.cli import OneLineParser
-from spd.config import distil_recipe, spd_config
+from spd.presets import distil_recipe, spd_config
 from spd.errors import bad_value
 from spd.tasks import get_task
 

@@ -16,7 +16,7 @@ from spd import records, rundir
 from spd.tasks import get_task
 
 BUDGET_TASKS = ["mrpc", "stsb", "sst2"]
-# The budget method whose recipe is the default preset (`spd.config.SPD_PRESETS["cpu2"]`).
+# The budget method whose recipe is the default preset (`spd.presets.SPD_PRESETS["cpu2"]`).
 DEFAULT_METHOD = "budget-e10-rest"
 RETENTION_BAR = 0.95
 PAIR_CAVEAT = ("all-MiniLM-L6-v2 was contrastively trained on sentence pairs including SNLI, "
@@ -158,7 +158,7 @@ def render(cells, finals, results: Path, tables: Path = Path("ablations/tables")
         *headline(cells, finals), "",
         "## The budget study (sparsity 0.9)", "",
         "`python -m ablations.run budget --seeds N [--tasks T ...] [--methods M ...]`; recipes "
-        "in `ablations/registry.py` (`BUDGET_VARIANTS`, built by `spd.config.distil_recipe`). "
+        "in `ablations/registry.py` (`BUDGET_VARIANTS`, built by `spd.presets.distil_recipe`). "
         "Figure: `ablations/figures/budget.png` (`python -m ablations.tables budget --seeds 3`).",
         "", *budget_table(cells, finals), "",
         "## bf16 autocast against fp32 (dev-metric parity)", "",

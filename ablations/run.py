@@ -4,8 +4,8 @@
                                 [--methods M ...] [--dry-run] [--shard I/N] [--model M]
                                 [--data-dir D] [--results DIR]
 
-Cells (registry.py) run one after another through spd's Python API (`spd.distill.prune` for SPD
-cells, `spd.train.finetune` for dense cells and the teachers), each configuration built once
+Cells (registry.py) run one after another through spd's Python API (`spd.spd_train.train_spd` for SPD
+cells, `spd.finetune.finetune` for dense cells and the teachers), each configuration built once
 (`cell_config`), resuming once a cell's run has started, so a killed
 grid continues each unfinished cell from its last checkpoint. A finished cell (its
 `final.json` holds the same configuration) is skipped, so running the command again
@@ -34,7 +34,8 @@ from pathlib import Path
 from ablations.registry import Cell, build_parser, grid, teacher_dir
 from spd import records, rundir
 from spd.cli import EXIT_BAD_INPUT, data_dir_from
-from spd.config import SPDConfig, finetune_config, spd_config
+from spd.config import SPDConfig
+from spd.presets import finetune_config, spd_config
 from spd.errors import SpdError, output_folder
 from spd.interrupt import Stopped
 
@@ -112,10 +113,10 @@ def run_job(folder: Path, config, args: list[str], data_dir: str | None, resume:
     Errors map to cell states: a refusal (SpdError, printed in spd's one line) is "failed"; a
     signal (the run checkpointed) stops the grid too."""
     from spd.device import resolve_device
-    from spd.distill import prune
-    from spd.train import finetune
+    from spd.finetune import finetune
+    from spd.spd_train import train_spd
 
-    loop = prune if isinstance(config, SPDConfig) else finetune
+    loop = train_spd if isinstance(config, SPDConfig) else finetune
     try:
         loop(config, folder, data_dir_from(data_dir), resolve_device("auto"), resume=resume,
              command=["spd", *args, *(["--resume"] if resume else [])])

@@ -1,7 +1,7 @@
 """`spd bench`: where an SPD step's time goes, and what sparsity buys at inference.
 
 Every figure is measured in one run on the machine it prints. Training: the parts of one SPD
-step (as `spd.distill` runs it, in the pure-student stage where every student layer trains)
+step (as `spd.spd_train` runs it, in the pure-student stage where every student layer trains)
 timed one by one, the whole step, and the bare minimum it is compared with: a teacher forward
 plus a plain training step of an unmasked copy on the same batch (same trainable layers,
 cross-entropy, AdamW). The ratio of the two is the price of SPD's machinery (grafting, masks,
@@ -26,16 +26,16 @@ import torch
 from torch import nn
 
 from spd import pruning, rundir
-from spd.config import spd_config
+from spd.presets import spd_config
 from spd.device import autocast, describe, process_wide_speed_settings
-from spd.distill import Progress, Student
+from spd.spd_train import Progress, Student
 from spd.losses import spd_loss
 from spd.schedules import make_plan
 from spd.grafting import draw_layers, set_layers
 from spd.errors import SpdError
 from spd.models import load_classifier, load_tokenizer, max_positions
 from spd.tasks import get_task
-from spd.train import TaskData
+from spd.data import TaskData
 
 log = logging.getLogger(__name__)
 SPARSITIES = (0.0, 0.5, 0.8, 0.9, 0.95)
@@ -114,7 +114,7 @@ def training_breakdown(model_name: str, task_name: str, batch: int, length: int,
     pruning.prune_to(student.linears, cfg.prune.sparsity)
     progress = Progress(sparsity=cfg.prune.sparsity)
     model, n = student.model, student.n_layers
-    model.train()  # dropout on, as in `spd.distill.prune`
+    model.train()  # dropout on, as in `spd.spd_train.train_spd`
     parts = {}
     parts["layer draws"] = timed(lambda: set_layers(model, draw_layers(cfg.seed, last, 1.0, n)),
                                  device, repeats)

@@ -14,13 +14,13 @@ import time
 import torch
 
 from spd import data, pruning
-from spd.config import spd_config
+from spd.presets import spd_config
 from spd.device import (autocast_dtype, cpu_has_fast_bf16, describe,
                         process_wide_speed_settings)
-from spd.distill import Progress, Student
+from spd.spd_train import Progress, Student
 from spd.schedules import make_plan
 from spd.tasks import get_task
-from spd.train import load_inputs
+from spd.loop import load_inputs
 
 # (label, precision, group_by_length); the first is the old path every ratio is taken against.
 VARIANTS = (("fp32, shuffled batches (old path)", "fp32", False),

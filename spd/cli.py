@@ -59,7 +59,7 @@ def _add_model(p: argparse.ArgumentParser) -> None:
 
 
 def _add_preset(p: argparse.ArgumentParser) -> None:
-    from spd.config import DEFAULT_PRESET
+    from spd.presets import DEFAULT_PRESET
 
     p.add_argument("--preset", default=DEFAULT_PRESET,
                    help=f"{DEFAULT_PRESET} (default: the recipe that keeps a 90%%-sparse MiniLM "
@@ -199,9 +199,9 @@ def _record(folder: Path, preset: str) -> None:
 
 
 def cmd_finetune(args) -> int:
-    from spd.config import finetune_config
+    from spd.presets import finetune_config
     from spd.device import resolve_device
-    from spd.train import finetune
+    from spd.finetune import finetune
 
     cfg = finetune_config(args.task, args.model, args.preset, args.overrides)
     data_dir, device = data_dir_from(args.data_dir), resolve_device(args.device)
@@ -234,15 +234,15 @@ def _print_student(final: dict, output: str) -> None:
 
 
 def cmd_prune(args) -> int:
-    from spd.config import spd_config
+    from spd.presets import spd_config
     from spd.device import resolve_device
-    from spd.distill import prune
+    from spd.spd_train import train_spd
 
     cfg = spd_config(args.task, args.teacher, args.preset,
                      [f"prune.sparsity={args.sparsity}", *args.overrides])
     data_dir, device = data_dir_from(args.data_dir), resolve_device(args.device)
     _check_compress(args.compress, cfg)
-    final = prune(cfg, Path(args.output), data_dir, device, overwrite=args.overwrite,
+    final = train_spd(cfg, Path(args.output), data_dir, device, overwrite=args.overwrite,
                   command=args.argv, resume=args.resume,
                   tensorboard=args.tensorboard)
     _record(Path(args.output), args.preset)
@@ -258,10 +258,10 @@ TEACHER_DIR = "teacher"
 def cmd_run(args) -> int:
     """The teacher in OUTPUT/teacher (fine-tuned, or reused when already there), then SPD in OUTPUT."""
     from spd import rundir
-    from spd.config import finetune_config, spd_config
+    from spd.presets import finetune_config, spd_config
     from spd.device import resolve_device
-    from spd.distill import prune
-    from spd.train import finetune
+    from spd.spd_train import train_spd
+    from spd.finetune import finetune
 
     out = Path(args.output)
     teacher_dir = out / TEACHER_DIR
@@ -290,7 +290,7 @@ def cmd_run(args) -> int:
     metric = teacher["main_metric"]
     print(f"{args.task} teacher dev {metric} {teacher['dev'][metric]:.4f} "
           f"({teacher['wall_time_s']:.0f} s); in {teacher_dir}")
-    final = prune(cfg, out, data_dir, device, overwrite=args.overwrite, command=command,
+    final = train_spd(cfg, out, data_dir, device, overwrite=args.overwrite, command=command,
                   resume=args.resume and started[out], tensorboard=args.tensorboard)
     _record(out, args.preset)
     _print_student(final, args.output)
@@ -302,7 +302,8 @@ def cmd_run(args) -> int:
 def cmd_evaluate(args) -> int:
     from spd import rundir
     from spd.device import resolve_device
-    from spd.train import evaluate_dev, load_task_data
+    from spd.data import load_task_data
+    from spd.evaluation import evaluate_dev
     from spd.models import load_classifier, load_tokenizer, max_positions, recorded_config
     from spd.tasks import get_task
 

@@ -10,6 +10,7 @@ import hashlib
 import json
 import math
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -214,8 +215,40 @@ def make_loader(examples: list[dict], batch_size: int, pad_id: int, shuffle: boo
                       collate_fn=collate_fn, pin_memory=pin_memory)
 
 
+def to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
 def epochs(loader: DataLoader):
     """The loader's batches, epoch after epoch without end; each pass reshuffles with the
     loader's seeded generator, so the order depends only on the seed."""
     while True:
         yield from loader
+
+
+# The train subset evaluated beside dev is the same for every seed, so gaps are comparable.
+TRAIN_SUBSET_SEED = 0
+
+
+@dataclass
+class TaskData:
+    """A task's encoded splits, the fixed train subset and where the rows came from."""
+
+    task: Task
+    tokenizer: object
+    train: list
+    dev: dict  # dev split name -> encoded examples
+    train_subset: list
+    provenance: dict
+
+
+def load_task_data(task: Task, tokenizer, data_dir: Path | None, max_length: int,
+                   train_eval_size: int) -> TaskData:
+    splits = ["train", *task.dev_splits]
+    rows = {s: load_split(task, s, data_dir) for s in splits}
+    enc = {s: encode(r, task, tokenizer, max_length) for s, r in rows.items()}
+    g = torch.Generator().manual_seed(TRAIN_SUBSET_SEED)
+    subset_idx = torch.randperm(len(enc["train"]), generator=g)[:train_eval_size].tolist()
+    return TaskData(task, tokenizer, enc["train"], {s: enc[s] for s in task.dev_splits},
+                    [enc["train"][i] for i in sorted(subset_idx)],
+                    data_provenance(task, splits, data_dir))

@@ -90,7 +90,8 @@ def _dev_metrics(model, tokenizer, config: dict, data_dir: Path) -> dict:
     import torch
 
     from spd.tasks import get_task
-    from spd.train import evaluate_dev, load_task_data
+    from spd.data import load_task_data
+    from spd.evaluation import evaluate_dev
 
     task = get_task(config["task"])
     td = load_task_data(task, tokenizer, data_dir, config["data"]["max_length"], 0)

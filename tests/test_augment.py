@@ -5,7 +5,7 @@ import torch
 from hypothesis import given, strategies as st
 
 from spd.augment import Noise, swap_segments, unigram
-from spd.config import spd_config
+from spd.presets import spd_config
 from spd.errors import SpdError
 from spd.tasks import get_task
 

@@ -109,17 +109,17 @@ def test_argparse_errors_are_one_line_too():
 def test_provenance_is_captured_when_the_run_starts(tiny_model_dir, small_glue, tmp_path,
                                                     monkeypatch):
     """A commit made while a run trains must not be recorded as the code that ran."""
-    from spd import rundir, train
+    from spd import finetune, rundir
 
     head = {"commit": "commit-at-start"}
     monkeypatch.setattr(rundir, "git_commit", lambda: {"git_commit": head["commit"], "git_dirty": False})
-    evaluate_dev = train.evaluate_dev
+    evaluate_dev = finetune.evaluate_dev
 
     def evaluate_then_commit(*args, **kwargs):  # someone commits while the run trains
         head["commit"] = "commit-during-run"
         return evaluate_dev(*args, **kwargs)
 
-    monkeypatch.setattr(train, "evaluate_dev", evaluate_then_commit)
+    monkeypatch.setattr(finetune, "evaluate_dev", evaluate_then_commit)
     assert main(["finetune", "--task", "rte", "--model", str(tiny_model_dir), "--data-dir",
                  str(small_glue), "--output", str(tmp_path / "run"), *TINY]) == 0
     final = json.loads((tmp_path / "run" / "final.json").read_text())
@@ -139,7 +139,7 @@ def test_result_files_and_model_folder_get_the_usual_permissions(tiny_run):
 
 def test_a_run_saved_before_a_field_existed_is_the_same_configuration(tmp_path):
     from spd import rundir
-    from spd.config import spd_config
+    from spd.presets import spd_config
     from spd.overrides import to_dict
 
     cfg = spd_config("mrpc", "teacher", "cpu")

@@ -56,7 +56,8 @@ def test_any_number_is_accepted_or_refused_cleanly(lr, steps):
     assert cfg.optim.lr > 0 and cfg.optim.max_steps >= 0
 
 
-from spd.config import SPD_PRESETS, SPDConfig, spd_config  # noqa: E402
+from spd.config import SPDConfig  # noqa: E402
+from spd.presets import SPD_PRESETS, spd_config  # noqa: E402
 
 
 @pytest.mark.parametrize("preset", sorted(SPD_PRESETS))
@@ -99,7 +100,7 @@ def test_unknown_preset_is_refused():
 def test_nm_pattern_needs_its_own_sparsity_and_per_matrix_scope():
     import pytest
 
-    from spd.config import spd_config
+    from spd.presets import spd_config
     from spd.errors import SpdError
 
     assert spd_config("mrpc", "t", "cpu", ["prune.pattern=2:4", "prune.sparsity=0.5"]).prune.pattern == "2:4"

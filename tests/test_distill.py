@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from spd import distill
+from spd import spd_train
 from spd.cli import main
 from spd.pruning import overall_sparsity, prunable_linears, encoder_layers
 from tests.test_cli import TINY
@@ -98,15 +98,15 @@ def assert_same_weights(a, b) -> None:
 
 def interrupt_at(monkeypatch, step: int, action):
     """Make the run call `action()` as it draws the layers of `step`; returns the undo."""
-    real_draw = distill.draw_layers
+    real_draw = spd_train.draw_layers
 
     def draw(seed, s, p, n_layers):
         if s == step:
             action()
         return real_draw(seed, s, p, n_layers)
 
-    monkeypatch.setattr(distill, "draw_layers", draw)
-    return lambda: monkeypatch.setattr(distill, "draw_layers", real_draw)
+    monkeypatch.setattr(spd_train, "draw_layers", draw)
+    return lambda: monkeypatch.setattr(spd_train, "draw_layers", real_draw)
 
 
 def _raise_interrupt():
@@ -130,8 +130,8 @@ def test_killed_run_resumes_to_the_uninterrupted_result(pruned, tiny_teacher, sm
     assert_same_weights(out, pruned)
 
 
-from spd.config import DEFAULT_PRESET, spd_config  # noqa: E402
-from spd.distill import audit  # noqa: E402
+from spd.presets import DEFAULT_PRESET, spd_config  # noqa: E402
+from spd.spd_train import audit  # noqa: E402
 from spd.schedules import make_plan  # noqa: E402
 
 

@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-from spd import distill, train
+from spd import loop, spd_train
 from spd.cli import main
 from spd.report import load_finals, runs_table
 from tests.conftest import REPO
@@ -97,7 +97,7 @@ def test_a_signalled_finetune_checkpoints_and_resumes(signum, finetuned, tiny_mo
     undo()
     line = [x for x in capsys.readouterr().err.splitlines() if "spd: " in x][-1]
     assert "stopped: SIG" in line and "step 5 of 12" in line and "--resume" in line
-    monkeypatch.setattr(train, "describe", lambda device: "the resuming machine")
+    monkeypatch.setattr(loop, "describe", lambda device: "the resuming machine")
     assert main([*args, "--resume"]) == 0
     env = json.loads((out / "final.json").read_text())["environment"]
     assert env["device"] != "the resuming machine"  # the first segment's, as it was
@@ -147,20 +147,20 @@ def test_a_non_finite_loss_or_gradient_stops_and_the_last_checkpoint_resumes(
         poison, expect, pruned, tiny_teacher, small_glue, tmp_path, monkeypatch, capsys):
     out = tmp_path / "nan"
     args = smoke_prune(tiny_teacher, small_glue, out, "--set", "checkpoint_every=6")
-    real, calls = distill.spd_loss, [0]
+    real, calls = spd_train.spd_loss, [0]
 
     def spd_loss(s_out, t_out, labels, task, cfg):
         total, terms = real(s_out, t_out, labels, task, cfg)
         calls[0] += 1
         return poison(terms, total, s_out) if calls[0] == 9 else (total, terms)
 
-    monkeypatch.setattr(distill, "spd_loss", spd_loss)
+    monkeypatch.setattr(spd_train, "spd_loss", spd_loss)
     capsys.readouterr()
     assert main(args) == 2
     err = capsys.readouterr().err
     (line,) = [x for x in err.splitlines() if "spd: " in x]
     assert expect in line and "step 6" in line and "--resume" in line, line
-    monkeypatch.setattr(distill, "spd_loss", real)
+    monkeypatch.setattr(spd_train, "spd_loss", real)
     assert main([*args, "--resume"]) == 0  # from the checkpoint at step 6
     same_result(out, pruned)
 
@@ -171,7 +171,7 @@ def test_a_non_finite_finetune_step_names_the_step_and_keeps_the_checkpoint(
         kind, expect, finetuned, tiny_model_dir, small_glue, tmp_path, monkeypatch, capsys):
     out = tmp_path / "nan"
     args = finetune_args(tiny_model_dir, small_glue, out)
-    real, calls = train.load_classifier, [0]
+    real, calls = loop.load_classifier, [0]
 
     def poisoned(module, inputs, output):
         if not module.training:
@@ -189,13 +189,13 @@ def test_a_non_finite_finetune_step_names_the_step_and_keeps_the_checkpoint(
         model.classifier.register_forward_hook(poisoned)
         return model
 
-    monkeypatch.setattr(train, "load_classifier", load_classifier)
+    monkeypatch.setattr(loop, "load_classifier", load_classifier)
     assert main(args) == 2
     (line,) = [x for x in capsys.readouterr().err.splitlines() if "spd: " in x]
     assert expect in line and "step 3" in line, line
     if kind == "gradient":
         assert "first in classifier.weight" in line
-    monkeypatch.setattr(train, "load_classifier", real)
+    monkeypatch.setattr(loop, "load_classifier", real)
     assert main([*args, "--resume"]) == 0
     same_result(out, finetuned)
 
@@ -251,7 +251,7 @@ def test_a_damaged_result_file_is_refused_by_tables_and_report(damage, tmp_path,
 
 def test_a_checkpoint_of_another_configuration_is_refused():
     from spd import resume
-    from spd.config import spd_config
+    from spd.presets import spd_config
     from spd.overrides import config_hash
     from spd.errors import SpdError
 

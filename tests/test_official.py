@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import get_linear_schedule_with_warmup
 
-from spd.config import spd_config
+from spd.presets import spd_config
 from spd.schedules import lr_at, make_plan, sparsity_at
 from spd.losses import soft_cross_entropy
 

@@ -1,4 +1,5 @@
-"""Sparse progressive distillation: prune a student while the dense teacher distils into it.
+"""Sparse progressive distillation: prune a student while the dense teacher distils into it
+(the SPD training run: the student's step and record, run by `spd.loop`).
 
 One step: update the masks if the cubic schedule moved, draw which layers run as student,
 run the teacher (eval, no grad) and the grafted student on the same batch, and take an AdamW
@@ -7,29 +8,27 @@ are pure functions of the step (`spd.schedules`); this module only wires them to
 """
 import logging
 import math
-import signal
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from spd import data, model_card, parallel, pruning, records, resume, rundir
+from spd import data, parallel, pruning, records, resume, rundir
 from spd.augment import Noise
 from spd.config import SPDConfig
-from spd.overrides import config_hash, to_dict
+from spd.data import to_device
 from spd.device import autocast, describe, process_wide_speed_settings
 from spd.errors import SpdError
+from spd.evaluation import evaluate, evaluate_dev
 from spd.report import write_run_report
-from spd.interrupt import Stopped, stop_requests
 from spd.grafting import (draw_layers, export_student, make_student, set_layers,
                           drop_student_dropout, set_trainable_head, set_trainable_rest, slots,
                           student_layers)
 from spd.losses import spd_loss
 from spd.schedules import Plan, lr_at, make_plan, replace_p_at, sparsity_at
 from spd.tasks import get_task
-from spd.train import (compiled, evaluate, evaluate_dev, finished_run, load_inputs,
-                       make_optimizer, progress_bar, run_summary, seed_everything, to_device)
+from spd.loop import (compiled, finish, keep_best, load_inputs, make_optimizer, open_run,
+                      run_steps, run_summary, seed_everything, start_or_resume)
 from spd.models import check_pattern_fits, recorded_config
 from spd.probe import probe
 from spd.tensorboard_log import Scalars
@@ -131,7 +130,7 @@ class Student:
                              if dev else None)
 
     def step(self, step: int, batch: dict, progress: Progress) -> float:
-        """Masks to the schedule, draw the layers, one AdamW step; returns p."""
+        """Masks to the schedule, draw the layers, one AdamW step; returns p (also `self.p`)."""
         cfg = self.cfg
         s = sparsity_at(step, cfg, self.plan)
         if s != progress.sparsity:
@@ -173,6 +172,7 @@ class Student:
         progress.sums = {k: progress.sums.get(k, 0.0) + v for k, v in values.items()}
         progress.n_sum += 1
         progress.step = step + 1
+        self.p = p
         return p
 
     def evaluate(self, p: float) -> dict:
@@ -192,9 +192,9 @@ class Student:
         self.model.train()
         return out
 
-    def record(self, progress: Progress, p: float, elapsed: float, evaluate_now: bool) -> dict:
+    def record(self, progress: Progress, elapsed: float, evaluate_now: bool) -> dict:
         """The realised schedules and mean loss terms since the last record (+ metrics)."""
-        done, ends = progress.step, self.plan.stage_ends
+        done, ends, p = progress.step, self.plan.stage_ends, self.p
         rec = {"step": done, "epoch": done / self.plan.steps_per_epoch,
                "stage": ("prune", "graft", "finetune")[sum(done - 1 >= e for e in ends[:2])],
                "sparsity": progress.sparsity,
@@ -204,11 +204,14 @@ class Student:
                "elapsed_s": elapsed, **(self.evaluate(p) if evaluate_now else {})}
         progress.records.append(rec)
         progress.sums, progress.n_sum = {}, 0
-        main = self.td.task.main_metric
-        if evaluate_now and (progress.best is None
-                             or rec["dev"][main] > progress.best["dev"][main]):
-            progress.best = {"step": done, "dev": rec["dev"]}
+        if evaluate_now:
+            keep_best(progress, rec, self.td.task.main_metric)
         return rec
+
+    def postfix(self, rec: dict) -> dict:
+        main = self.td.task.main_metric
+        return {main: f"{rec['dev'][main]:.4f}", "s": f"{rec['sparsity']:.3f}",
+                "p": f"{rec['replace_p']:.2f}"}
 
     def state(self) -> dict:
         return resume.training_state(self.model, self.optimizer, self.scheduler, self.device)
@@ -233,9 +236,9 @@ class Student:
         return sparsity
 
 
-def prune(cfg: SPDConfig, out_dir: Path, data_dir: Path | None, device: torch.device,
-          overwrite: bool = False, command: list[str] | None = None,
-          resume: bool = False, tensorboard: bool = False) -> dict:
+def train_spd(cfg: SPDConfig, out_dir: Path, data_dir: Path | None, device: torch.device,
+              overwrite: bool = False, command: list[str] | None = None,
+              resume: bool = False, tensorboard: bool = False) -> dict:
     """Run SPD from the fine-tuned `cfg.teacher` and write the run directory `out_dir`
     (`tensorboard`: mirror its metrics into TensorBoard event files there too).
 
@@ -247,30 +250,23 @@ def prune(cfg: SPDConfig, out_dir: Path, data_dir: Path | None, device: torch.de
         world = parallel.setup(device)  # one process unless launched by torchrun
         tb = Scalars(out_dir, tensorboard and world.is_main)
         try:
-            return _prune(cfg, out_dir, data_dir, device, overwrite, command, resume, world, lock,
-                          tb)
+            return _train_spd(cfg, Path(out_dir), data_dir, device, overwrite, command, resume,
+                              world, lock, tb)
         finally:
             tb.close()
             lock.release()
             world.close()
 
 
-def _prune(cfg, out_dir, data_dir, device, overwrite, command, resume_run, world, lock,
-           tb) -> dict:
+def _train_spd(cfg, out_dir, data_dir, device, overwrite, command, resume_run, world, lock,
+               tb) -> dict:
     task = get_task(cfg.task)
-    out_dir = Path(out_dir)
-    if world.is_main:
-        lock.check_free()
     check_pattern_fits(teacher_path(cfg.teacher), cfg.prune.pattern)
-    seen = rundir.state(out_dir)
-    done = finished_run(out_dir, cfg, overwrite)
-    if done:
-        records.check_teacher(done["teacher_dev"], cfg.teacher, out_dir, "counted as finished")
-        return done
-    ckpt = resume.resume_point(out_dir, overwrite, resume_run)
-    if ckpt is not None:
-        records.check_teacher(ckpt["teacher_dev"], cfg.teacher, out_dir, "resumed")
-    world.barrier()  # every rank has read the folder before rank 0 writes to it
+    opened = open_run(out_dir, cfg, overwrite, resume_run, lock, world,
+                      check=lambda found, verb: records.check_teacher(
+                          found["teacher_dev"], cfg.teacher, out_dir, verb))
+    if opened.done:
+        return opened.done
     seed_everything(cfg.seed)
     tokenizer, td, teacher = load_inputs(task, teacher_path(cfg.teacher), cfg.data, data_dir)
     loader = data.make_loader(td.train, cfg.data.batch_size, tokenizer.pad_token_id,
@@ -283,64 +279,26 @@ def _prune(cfg, out_dir, data_dir, device, overwrite, command, resume_run, world
     for warning in audit(cfg, plan, sizes):
         log.warning("audit: %s", warning)
     batches = data.epochs(loader)
-    if ckpt is None:
-        env, teacher_dev, progress = {}, {task.main_metric: math.nan}, Progress()
-        if world.is_main:
-            lock.acquire(seen)  # before the first write
-            rundir.start(out_dir, to_dict(cfg))
-            env = rundir.environment(describe(device))  # the code as it is now, at the start
-            env["world_size"] = world.size
-            # In the teacher's own precision: its dev metrics are its identity (`final.json`),
-            # which a student of another precision must still recognise.
-            teacher_dev = evaluate_dev(teacher, td, device, cfg.data.eval_batch_size,
-                                       teacher_precision(cfg.teacher))
+    progress, env = start_or_resume(opened, out_dir, cfg, lock, device, batches,
+                                    student.load_state, Progress, {"world_size": world.size},
+                                    world)
+    if opened.ckpt is not None:
+        teacher_dev = opened.ckpt["teacher_dev"]
+    elif world.is_main:  # in the teacher's own precision: its dev metrics are its identity
+        # (`final.json`), which a student of another precision must still recognise
+        teacher_dev = evaluate_dev(teacher, td, device, cfg.data.eval_batch_size,
+                                   teacher_precision(cfg.teacher))
     else:
-        teacher_dev, progress = ckpt["teacher_dev"], resume.resumed_progress(ckpt, Progress)
-        env = resume.resumed_environment(ckpt, describe(device), progress.step)
-        student.load_state(ckpt)  # another architecture is named as such, before the hash
-        resume.check_config(ckpt, cfg)
-        resume.skip_seen(batches, progress.step)
-        resume.restore_rng(ckpt, device)
-        if world.is_main:
-            lock.acquire(seen)  # after the checkpoint fits: a refused resume leaves no lock file
-
-    eval_every = cfg.eval_every or plan.steps_per_epoch
-    checkpoint_every = cfg.checkpoint_every or eval_every
+        teacher_dev = {task.main_metric: math.nan}
     log.info("SPD on %s: teacher dev %s %.4f; %d steps (stages end at %s), device %s%s",
              task.name, task.main_metric, teacher_dev[task.main_metric], plan.total,
              plan.stage_ends, describe(device),
              f"; resuming at step {progress.step}" if progress.step else "")
-    start = time.perf_counter() - progress.elapsed_s
-    bar = progress_bar(plan.total, f"spd {task.name}", disable=not world.is_main)
-    bar.update(progress.step)
     student.model.train()
-    with stop_requests() as stop, bar:
-        for step in range(progress.step, plan.total):
-            p = student.step(step, next(batches), progress)
-            bar.update(1)
-            done = progress.step
-            if world.size > 1:  # every rank stops at the same step when any was signalled
-                flag = world.mean(torch.tensor([float(stop.requested)]))
-                if flag.item() > 0 and not stop.requested:
-                    stop.signum = signal.SIGTERM
-            if not world.is_main:
-                if stop.requested and done < plan.total:
-                    raise Stopped(stop.signum, f"{stop.name} at step {done}: rank {world.rank} "
-                                               f"stopped; rank 0 wrote the checkpoint")
-                continue
-            evaluate_now = done % eval_every == 0 or done == plan.total
-            if done % cfg.log_every == 0 or evaluate_now:
-                rec = student.record(progress, p, time.perf_counter() - start, evaluate_now)
-                rundir.write_jsonl(out_dir / rundir.METRICS, progress.records)
-                tb.log(rec)
-                if evaluate_now:
-                    bar.set_postfix({task.main_metric: f"{rec['dev'][task.main_metric]:.4f}",
-                                     "s": f"{progress.sparsity:.3f}", "p": f"{p:.2f}"})
-            resume.checkpoint_or_stop(stop, progress, plan.total, checkpoint_every, out_dir,
-                                      lambda: {**resume.progress_state(progress, start), "env": env,
-                                               "teacher_dev": teacher_dev,
-                                               "config_hash": config_hash(cfg), **student.state()})
-    wall = time.perf_counter() - start
+    eval_every = cfg.eval_every or plan.steps_per_epoch
+    wall = run_steps(student, batches, progress, plan.total, out_dir, cfg, env,
+                     f"spd {task.name}", eval_every, cfg.log_every,
+                     {"teacher_dev": teacher_dev}, tb, world)
     if not world.is_main:
         world.barrier()  # rank 0 exports and writes final.json
         return rundir.read_json(out_dir / rundir.FINAL)
@@ -352,9 +310,6 @@ def _prune(cfg, out_dir, data_dir, device, overwrite, command, resume_run, world
              "teacher": cfg.teacher, "stage_ends": list(plan.stage_ends), "teacher_dev": teacher_dev,
              "sparsity": sparsity["overall"], "target_sparsity": cfg.prune.sparsity,
              "resumed_at_steps": progress.resumed_at_steps}
-    rundir.write_json(out_dir / rundir.FINAL, final)
-    model_card.write(out_dir)
-    write_run_report(out_dir)
-    (out_dir / rundir.CHECKPOINT).unlink(missing_ok=True)
+    finish(out_dir, final, write_run_report)
     world.barrier()
     return final
