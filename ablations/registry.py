@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from spd.cli import OneLineParser
+from spd.arguments import OneLineParser
 from spd.presets import distil_recipe, spd_config
 from spd.errors import bad_value
 from spd.tasks import get_task

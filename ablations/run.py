@@ -33,7 +33,7 @@ from pathlib import Path
 
 from ablations.registry import Cell, build_parser, grid, teacher_dir
 from spd import records, rundir
-from spd.cli import EXIT_BAD_INPUT, data_dir_from
+from spd.arguments import EXIT_BAD_INPUT, data_dir_from
 from spd.config import SPDConfig
 from spd.presets import finetune_config, spd_config
 from spd.errors import SpdError, output_folder

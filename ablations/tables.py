@@ -30,7 +30,7 @@ from ablations.figures import (budget_figure, overfitting_figure, sparsity_figur
                                teacher_metric)
 from ablations.registry import Cell, build_parser, grid
 from spd import records, rundir
-from spd.cli import EXIT_BAD_INPUT
+from spd.arguments import EXIT_BAD_INPUT
 from spd.errors import SpdError, output_folder
 from spd.tasks import get_task
 

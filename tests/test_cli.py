@@ -154,7 +154,7 @@ def test_a_run_saved_before_a_field_existed_is_the_same_configuration(tmp_path):
 
 
 def test_a_set_that_agrees_with_its_flag_is_accepted():
-    from spd.cli import build_parser, check_agreement
+    from spd.arguments import build_parser, check_agreement
 
     args = build_parser().parse_args(["prune", "--task", "rte", "--teacher", "t", "--sparsity",
                                       "0.5", "--output", "o", "--set", "prune.sparsity=0.50",

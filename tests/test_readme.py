@@ -3,7 +3,7 @@ stays short, and its results are RESULTS.md's (generated), not prose pinned by t
 import re
 from pathlib import Path
 
-from spd.cli import build_parser
+from spd.arguments import build_parser
 from spd.config import FinetuneConfig
 from spd.overrides import _leaf_keys
 
