@@ -321,9 +321,9 @@ def test_a_changed_preset_keeps_the_rows_of_the_runs_made_with_the_old_one(tmp_p
     when new runs land and never empties the old ones."""
     fake_results(tmp_path, {"spd": SPD, "gmp": GMP})
     before = table_rows(tmp_path)
-    from spd import config
+    from spd import presets
 
-    monkeypatch.setitem(config.SPD_PRESETS, "smoke", [*config.SPD_PRESETS["smoke"], "optim.lr=1"])
+    monkeypatch.setitem(presets.SPD_PRESETS, "smoke", [*presets.SPD_PRESETS["smoke"], "optim.lr=1"])
     cell = next(c for c in run.grid(run.parse(GRID)) if c.method == "spd")
     assert run.finished_state(cell.path(tmp_path), run.cell_config(cell, tmp_path, None)) is None
     assert table_rows(tmp_path) == before and before["SPD"]["n"] == "3"
