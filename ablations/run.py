@@ -34,7 +34,7 @@ from pathlib import Path
 from ablations.registry import Cell, build_parser, grid, teacher_dir
 from spd import records, rundir
 from spd.arguments import EXIT_BAD_INPUT, data_dir_from
-from spd.config import SPDConfig
+from spd.distil_config import SPDConfig
 from spd.presets import finetune_config, spd_config
 from spd.errors import SpdError, output_folder
 from spd.interrupt import Stopped

@@ -6,6 +6,7 @@ from pathlib import Path
 import torch
 
 from spd import data, resume, rundir
+from spd.lock import OutputLock
 from spd.config import FinetuneConfig
 from spd.data import TaskData, to_device
 from spd.device import autocast, describe, process_wide_speed_settings
@@ -97,7 +98,7 @@ def finetune(cfg: FinetuneConfig, out_dir: Path, data_dir: Path | None, device: 
     interrupted run continues from its last checkpoint and ends with the same weights and
     metrics as an uninterrupted one (bitwise on the CPU).
     """
-    lock = rundir.OutputLock(out_dir)
+    lock = OutputLock(out_dir)
     tb = Scalars(out_dir, tensorboard)
     try:
         with process_wide_speed_settings(device):

@@ -29,6 +29,7 @@ from spd.device import describe
 from spd.errors import SpdError
 from spd.evaluation import majority_dev
 from spd.interrupt import Stopped, stop_requests
+from spd.lock import OutputLock
 from spd.models import load_classifier, load_tokenizer, max_positions
 from spd.overrides import config_hash, to_dict
 from spd.tasks import Task
@@ -102,7 +103,7 @@ class Opened:
     seen: object
 
 
-def open_run(out_dir: Path, cfg, overwrite: bool, resume_run: bool, lock: rundir.OutputLock,
+def open_run(out_dir: Path, cfg, overwrite: bool, resume_run: bool, lock: OutputLock,
              world: parallel.World = parallel.World(), check=None) -> Opened:
     """Look at `out_dir` before any work; `check(found, verb)` may refuse a finished run
     ("counted as finished") or a checkpoint ("resumed") it found."""
@@ -121,7 +122,7 @@ def open_run(out_dir: Path, cfg, overwrite: bool, resume_run: bool, lock: rundir
     return Opened(None, ckpt, seen)
 
 
-def start_or_resume(opened: Opened, out_dir: Path, cfg, lock: rundir.OutputLock, device,
+def start_or_resume(opened: Opened, out_dir: Path, cfg, lock: OutputLock, device,
                     batches, load_state, progress_cls, env_extra: dict | None = None,
                     world: parallel.World = parallel.World()):
     """A new run: its folder started (config.json) and the environment recorded. A resumed

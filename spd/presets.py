@@ -1,7 +1,8 @@
 """Named recipes (presets) and the two config builders that apply them: a preset is a list of
 `--set` overrides applied before the user's own, so it reads like a command line (and a
 budget-study recipe is one call of `distil_recipe`)."""
-from spd.config import FinetuneConfig, SPDConfig
+from spd.config import FinetuneConfig
+from spd.distil_config import SPDConfig
 from spd.errors import bad_value
 from spd.overrides import apply_overrides
 

@@ -5,7 +5,7 @@ epoch length) and each `*_at(step, cfg, plan)` built on the functions below.
 """
 from dataclasses import dataclass
 
-from spd.config import SPDConfig
+from spd.distil_config import SPDConfig
 from spd.errors import SpdError
 
 

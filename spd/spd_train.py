@@ -14,8 +14,9 @@ from pathlib import Path
 import torch
 
 from spd import data, parallel, pruning, records, resume, rundir
+from spd.audit import audit
 from spd.augment import Noise
-from spd.config import SPDConfig
+from spd.distil_config import SPDConfig
 from spd.data import to_device
 from spd.device import autocast, describe, process_wide_speed_settings
 from spd.errors import SpdError
@@ -27,6 +28,7 @@ from spd.grafting import (draw_layers, export_student, make_student, set_layers,
 from spd.losses import spd_loss
 from spd.schedules import Plan, lr_at, make_plan, replace_p_at, sparsity_at
 from spd.tasks import get_task
+from spd.lock import OutputLock
 from spd.loop import (compiled, finish, keep_best, load_inputs, make_optimizer, open_run,
                       run_steps, run_summary, seed_everything, start_or_resume)
 from spd.models import check_pattern_fits, recorded_config
@@ -35,41 +37,6 @@ from spd.tensorboard_log import Scalars
 
 log = logging.getLogger(__name__)
 SPARSITY_FILE = "sparsity.json"
-
-
-def audit(cfg: SPDConfig, plan: Plan, matrix_sizes: dict[str, int] | None = None) -> list[str]:
-    """Warnings for settings that silently do nothing or destroy a matrix (each one line).
-    `matrix_sizes`: weights per prunable matrix, when the model is known."""
-    warnings = []
-    weights = (cfg.loss.hidden, cfg.loss.attention, cfg.loss.prediction, cfg.loss.hard)
-    if not any(weights):
-        warnings.append("every loss weight (loss.hidden, loss.attention, loss.prediction, "
-                        "loss.hard) is 0: nothing trains the student")
-    if cfg.prune.scope == "per_matrix" and cfg.prune.pattern == "unstructured":
-        empty = sorted(name for name, n in (matrix_sizes or {}).items()
-                       if round(n * (1 - cfg.prune.sparsity)) == 0)
-        if empty:
-            warnings.append(f"prune.sparsity={cfg.prune.sparsity!r} keeps round(n (1 - s)) = 0 "
-                            f"weights of {len(empty)} matrices (e.g. {empty[0]}): they end "
-                            f"all zero")
-    r = cfg.replace
-    if r.schedule == "linear" and r.slope == 0:
-        warnings.append(f"replace.schedule=linear with slope 0 keeps p = {r.p_0} for the whole run: "
-                        f"nothing progressive happens (the official README's setting)")
-    if cfg.prune.updates and plan.stage_ends[0] < cfg.prune.updates + 1:
-        warnings.append(f"the prune stage ({plan.stage_ends[0]} steps) is shorter than one update "
-                        f"interval per mask update ({cfg.prune.updates} updates): masks change "
-                        f"every step")
-    if plan.window >= plan.total and cfg.prune.sparsity > cfg.prune.initial:
-        warnings.append(f"target sparsity {cfg.prune.sparsity} is reached only after training "
-                        f"ends (pruning window {plan.window} steps, run {plan.total} steps)")
-    if cfg.train_rest and cfg.theory_examples:
-        warnings.append("train_rest=true trains the student's embeddings, which the error-bound "
-                        "statements assume shared with the teacher: the statement D probe is off")
-    if plan.stage_ends[2] == plan.stage_ends[1]:
-        warnings.append("the final stage (pure student, p = 1) has length 0: the exported student "
-                        "never trains alone")
-    return warnings
 
 
 def teacher_path(name: str) -> str:
@@ -245,7 +212,7 @@ def train_spd(cfg: SPDConfig, out_dir: Path, data_dir: Path | None, device: torc
     With `resume`, an interrupted run continues from its last checkpoint and ends with the same
     weights and metrics as an uninterrupted one (bitwise on the CPU).
     """
-    lock = rundir.OutputLock(out_dir)  # taken by rank 0 only, just before it first writes
+    lock = OutputLock(out_dir)  # taken by rank 0 only, just before it first writes
     with process_wide_speed_settings(device):
         world = parallel.setup(device)  # one process unless launched by torchrun
         tb = Scalars(out_dir, tensorboard and world.is_main)

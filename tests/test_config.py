@@ -56,7 +56,7 @@ def test_any_number_is_accepted_or_refused_cleanly(lr, steps):
     assert cfg.optim.lr > 0 and cfg.optim.max_steps >= 0
 
 
-from spd.config import SPDConfig  # noqa: E402
+from spd.distil_config import SPDConfig  # noqa: E402
 from spd.presets import SPD_PRESETS, spd_config  # noqa: E402
 
 

@@ -131,7 +131,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(pruned, tiny_teacher, sm
 
 
 from spd.presets import DEFAULT_PRESET, spd_config  # noqa: E402
-from spd.spd_train import audit  # noqa: E402
+from spd.audit import audit  # noqa: E402
 from spd.schedules import make_plan  # noqa: E402
 
 

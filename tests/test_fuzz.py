@@ -5,7 +5,8 @@ import json
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from spd import data
-from spd.config import FinetuneConfig, SPDConfig
+from spd.config import FinetuneConfig
+from spd.distil_config import SPDConfig
 from spd.presets import finetune_config, spd_config
 from spd.overrides import apply_overrides, from_dict, to_dict
 from spd.errors import SpdError

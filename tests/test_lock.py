@@ -11,6 +11,7 @@ import pytest
 
 from spd import rundir
 from spd.errors import SpdError
+from spd.lock import OutputLock
 from tests.conftest import REPO
 from tests.test_distill import tiny_teacher  # noqa: F401 (fixture)
 
@@ -54,7 +55,7 @@ def test_a_lock_left_by_a_killed_process_is_recovered(tmp_path):
         "os.write(fd, b'host h, pid p, started then'); print('held', flush=True)\n"
         "time.sleep(600)\n")], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
-    lock = rundir.OutputLock(tmp_path)
+    lock = OutputLock(tmp_path)
     with pytest.raises(SpdError, match="in use by another spd process .host h, pid p"):
         lock.acquire(rundir.state(tmp_path))
     os.kill(holder.pid, signal.SIGKILL)
@@ -68,4 +69,4 @@ def test_a_folder_that_changed_since_it_was_checked_is_refused(tmp_path):
     seen = rundir.state(tmp_path)
     (tmp_path / rundir.FINAL).write_text("{}")  # another process finished a run meanwhile
     with pytest.raises(SpdError, match="changed while this run started"):
-        rundir.OutputLock(tmp_path).acquire(seen)
+        OutputLock(tmp_path).acquire(seen)

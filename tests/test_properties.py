@@ -8,7 +8,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from spd import data, pruning
-from spd.config import SPDConfig
+from spd.distil_config import SPDConfig
 from spd.presets import SPD_PRESETS, spd_config
 from spd.overrides import config_hash, from_dict, to_dict
 from spd.schedules import make_plan
