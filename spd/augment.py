@@ -49,9 +49,10 @@ class Noise:
 
     def __init__(self, examples: list[dict], special_ids: Iterable[int], vocab_size: int,
                  task: Task, rate: float, tokens: float, swap: bool, seed: int):
-        self.special = torch.tensor(sorted(set(special_ids)), dtype=torch.long)
-        self.probs = unigram(examples, self.special.tolist(), vocab_size)
         self.rate, self.tokens, self.seed = rate, tokens, seed
+        self.special = torch.tensor(sorted(set(special_ids)), dtype=torch.long)
+        # Counted only when copies are made: off, the noise is the identity and costs nothing.
+        self.probs = unigram(examples, self.special.tolist(), vocab_size) if rate else None
         self.swap = swap and task.symmetric and task.is_pair
 
     def __call__(self, batch: dict, step: int) -> dict:

@@ -12,7 +12,7 @@ from spd.data import TaskData, to_device
 from spd.device import autocast, describe, process_wide_speed_settings
 from spd.evaluation import evaluate, evaluate_dev
 from spd.loop import (compiled, finish, keep_best, load_inputs, make_optimizer, open_run,
-                      run_steps, run_summary, seed_everything, start_or_resume)
+                      run_steps, run_summary, seed_everything, start_or_resume, train_loader)
 from spd.schedules import warmup_linear_decay
 from spd.tensorboard_log import Scalars
 from spd.tasks import get_task
@@ -117,9 +117,7 @@ def _finetune(cfg, out_dir, data_dir, device, overwrite, command, resume_run, lo
     seed_everything(cfg.seed)
     tokenizer, td, model = load_inputs(task, cfg.model, cfg.data, data_dir, fresh_head=True)
     model.to(device).train()
-    loader = data.make_loader(td.train, cfg.data.batch_size, tokenizer.pad_token_id,
-                              shuffle=True, seed=cfg.seed, pin_memory=device.type == "cuda",
-                              group_by_length=cfg.data.group_by_length)
+    loader = train_loader(td, cfg, device)
     total = len(loader) * cfg.optim.epochs
     if cfg.optim.max_steps:
         total = min(total, cfg.optim.max_steps)

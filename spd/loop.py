@@ -75,6 +75,13 @@ def load_inputs(task: Task, model_name: str, data_cfg, data_dir: Path | None,
     return tokenizer, td, model
 
 
+def train_loader(td: TaskData, cfg, device):
+    """The seeded, shuffled batches of the training split, as the run's data section says."""
+    return data.make_loader(td.train, cfg.data.batch_size, td.tokenizer.pad_token_id,
+                            shuffle=True, seed=cfg.seed, pin_memory=device.type == "cuda",
+                            group_by_length=cfg.data.group_by_length)
+
+
 def progress_bar(total: int, desc: str, disable: bool = False) -> tqdm:
     """A progress bar with ETA; in a log file (not a terminal) a line every 30 s is enough."""
     return tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, disable=disable,

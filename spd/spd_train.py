@@ -30,7 +30,7 @@ from spd.schedules import Plan, lr_at, make_plan, replace_p_at, sparsity_at
 from spd.tasks import get_task
 from spd.lock import OutputLock
 from spd.loop import (compiled, finish, keep_best, load_inputs, make_optimizer, open_run,
-                      run_steps, run_summary, seed_everything, start_or_resume)
+                      run_steps, run_summary, seed_everything, start_or_resume, train_loader)
 from spd.models import check_pattern_fits, recorded_config
 from spd.probe import probe
 from spd.tensorboard_log import Scalars
@@ -97,7 +97,7 @@ class Student:
                              if dev else None)
 
     def step(self, step: int, batch: dict, progress: Progress) -> float:
-        """Masks to the schedule, draw the layers, one AdamW step; returns p (also `self.p`)."""
+        """Masks to the schedule, draw the layers, one AdamW step; returns p."""
         cfg = self.cfg
         s = sparsity_at(step, cfg, self.plan)
         if s != progress.sparsity:
@@ -139,7 +139,6 @@ class Student:
         progress.sums = {k: progress.sums.get(k, 0.0) + v for k, v in values.items()}
         progress.n_sum += 1
         progress.step = step + 1
-        self.p = p
         return p
 
     def evaluate(self, p: float) -> dict:
@@ -161,7 +160,8 @@ class Student:
 
     def record(self, progress: Progress, elapsed: float, evaluate_now: bool) -> dict:
         """The realised schedules and mean loss terms since the last record (+ metrics)."""
-        done, ends, p = progress.step, self.plan.stage_ends, self.p
+        done, ends = progress.step, self.plan.stage_ends
+        p = replace_p_at(done - 1, self.cfg, self.plan)  # the p of the step just taken
         rec = {"step": done, "epoch": done / self.plan.steps_per_epoch,
                "stage": ("prune", "graft", "finetune")[sum(done - 1 >= e for e in ends[:2])],
                "sparsity": progress.sparsity,
@@ -236,9 +236,7 @@ def _train_spd(cfg, out_dir, data_dir, device, overwrite, command, resume_run, w
         return opened.done
     seed_everything(cfg.seed)
     tokenizer, td, teacher = load_inputs(task, teacher_path(cfg.teacher), cfg.data, data_dir)
-    loader = data.make_loader(td.train, cfg.data.batch_size, tokenizer.pad_token_id,
-                              shuffle=True, seed=cfg.seed, pin_memory=device.type == "cuda",
-                              group_by_length=cfg.data.group_by_length)
+    loader = train_loader(td, cfg, device)
     plan = make_plan(cfg, len(loader), len(td.train))
     teacher.to(device).eval()
     student = Student(cfg, plan, teacher, td, tokenizer, device, world)
