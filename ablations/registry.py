@@ -135,8 +135,6 @@ BUDGET_VARIANTS = {
     "budget-e10-rest-lr3e-4": dict(epochs=10, head="rest", lr=3e-4),
     "budget-e10-rest-lr3e-4-aug": dict(epochs=10, head="rest", lr=3e-4, augment=0.5),
     "budget-e10-rest-lr1e-3-aug": dict(epochs=10, head="rest", lr=1e-3, augment=0.5),
-    "budget-e10-rest-lr3e-4-aug1": dict(epochs=10, head="rest", lr=3e-4, augment=1.0),
-    "budget-e15-rest-lr3e-4-aug": dict(epochs=15, head="rest", lr=3e-4, augment=0.5),
 }
 # A cap for tasks whose epochs are too long for the CPU budget (SST-2: 2105 steps an epoch,
 # 10 epochs would take hours here): every stage scaled down in proportion (stages.max_steps).
