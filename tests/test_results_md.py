@@ -2,9 +2,12 @@
 import subprocess
 import sys
 
+import pytest
+
 from ablations import results_md
-from ablations.registry import budget
-from ablations.run import build_parser, grid
+from ablations.registry import RESULTS, budget, teacher_dir
+from ablations.run import build_parser, cell_config, grid
+from spd.presets import spd_config
 from tests.conftest import REPO
 
 
@@ -42,6 +45,16 @@ def test_the_budget_grid_holds_its_recipes_and_the_default():
     cells = grid(build_parser().parse_args(["budget", "--seeds", "1", "--tasks", "mrpc"]))
     assert results_md.DEFAULT_METHOD in {c.method for c in cells}
     assert {c.sparsity for c in cells} == {0.9}
+
+
+@pytest.mark.parametrize("task", ["mrpc", "stsb"])
+def test_the_headline_cells_run_the_default_preset(task):
+    """The headline reports the default preset: its budget cell's config is what
+    `spd prune --sparsity 0.9 --set seed=N` builds with no preset named (SST-2 adds its cap)."""
+    cell = next(c for c in budget([task], [1], "cpu") if c.method == results_md.DEFAULT_METHOD)
+    teacher = str(teacher_dir(task, cell.profile, RESULTS))
+    assert cell_config(cell, RESULTS, None) == spd_config(task, teacher, overrides=[
+        "prune.sparsity=0.9", "seed=1"])
 
 
 def test_the_bf16_parity_pairs_each_seed_with_its_fp32_twin():
