@@ -16,6 +16,7 @@ REGRESSION_TARGETS = ("gold", "teacher")
 UPDATE_GRIDS = ("even", "official")
 RESTART_POINTS = ("every_stage", "prune_end")
 SOFT_CE_CLASSES = ("sum", "mean")
+PADDINGS = ("include", "exclude")
 
 
 
@@ -119,6 +120,9 @@ class LossConfig:
     soft_ce_classes: the soft cross-entropy sums over classes (sum, the textbook KD loss) or
     averages over them (mean: the official code's `.mean()` over batch and classes, which
     divides the term by the number of classes).
+    padding: the hidden-state and attention terms average over every position of the padded
+    batch (include, the official code) or over real tokens only (exclude; needed by the
+    teacher cache, which keeps the teacher's outputs at real lengths).
     """
 
     hidden: float = 1.0
@@ -128,6 +132,7 @@ class LossConfig:
     temperature: float = 1.0
     regression_target: str = "gold"
     soft_ce_classes: str = "sum"
+    padding: str = "include"
 
     def __post_init__(self):
         for name in ("hidden", "attention", "prediction", "hard"):
@@ -135,6 +140,7 @@ class LossConfig:
         positive("loss.temperature", self.temperature)
         choice("loss.regression_target", self.regression_target, REGRESSION_TARGETS)
         choice("loss.soft_ce_classes", self.soft_ce_classes, SOFT_CE_CLASSES)
+        choice("loss.padding", self.padding, PADDINGS)
 
 
 @dataclass(frozen=True)
@@ -214,6 +220,10 @@ class SPDConfig(RunConfig):
         graft_teacher_dropout: run dropout in the teacher layers grafted into the student while
             it trains (the official code: its whole mixed model is in train mode); off: they
             run as the pure teacher does, in eval mode.
+        teacher_cache: GiB of memory for the pure teacher's outputs on the training examples,
+            computed once and reused every epoch (`spd.teacher_cache`); examples that do not
+            fit, and perturbed copies, run through the teacher. 0: off. Needs
+            loss.padding=exclude.
     """
 
     teacher: str = ""
@@ -223,6 +233,7 @@ class SPDConfig(RunConfig):
     student_dropout: bool = True
     theory_examples: int = 8
     graft_teacher_dropout: bool = False
+    teacher_cache: float = 0.0
     optim: SPDOptimConfig = field(default_factory=SPDOptimConfig)
     stages: StagesConfig = field(default_factory=StagesConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)
@@ -239,6 +250,10 @@ class SPDConfig(RunConfig):
                    self.loss.regression_target == "teacher" or not get_task(self.task).is_regression,
                    f"teacher with augment.rate={self.augment.rate:g} on a regression task "
                    f"(perturbed copies have no gold score)")
+        nonneg("teacher_cache", self.teacher_cache)
+        check("teacher_cache", self.teacher_cache,
+               self.teacher_cache == 0 or self.loss.padding == "exclude",
+               "0 unless loss.padding=exclude (the cache keeps real tokens only)")
         check("log_every", self.log_every, self.log_every >= 1, "an integer >= 1")
         check("theory_examples", self.theory_examples, self.theory_examples >= 0,
                "an integer >= 0")

@@ -26,6 +26,7 @@ from spd.grafting import (draw_layers, export_student, make_student, set_layers,
                           drop_student_dropout, set_trainable_head, set_trainable_rest, slots,
                           student_layers)
 from spd.losses import spd_loss
+from spd.teacher_cache import TeacherCache, teacher_outputs
 from spd.schedules import Plan, lr_at, make_plan, replace_p_at, sparsity_at
 from spd.tasks import get_task
 from spd.lock import OutputLock
@@ -74,7 +75,14 @@ class Student:
         a = cfg.augment
         self.noise = Noise(td.train, tokenizer.all_special_ids, len(tokenizer), td.task, a.rate,
                            a.tokens, a.swap, cfg.seed)
-        self.model = make_student(teacher, cfg.graft_teacher_dropout)
+        self.model = make_student(teacher, cfg.graft_teacher_dropout)  # before any teacher run:
+        # transformers 5 installs its output hooks on a model's first forward (spd.grafting)
+        self.cache = (TeacherCache(self.teacher_forward, td.train, self.pad_id, device,
+                                   cfg.precision, cfg.data.eval_batch_size,
+                                   cfg.teacher_cache * 2 ** 30) if cfg.teacher_cache else None)
+        if self.cache:
+            log.info("teacher cache: %d of %d training examples, %.2f GiB", self.cache.cached,
+                     len(td.train), self.cache.bytes / 2 ** 30)
         set_trainable_rest(self.model, cfg.train_rest)
         if cfg.train_head:
             set_trainable_head(self.model, True)
@@ -111,9 +119,8 @@ class Student:
         inputs = {k: v for k, v in batch.items() if k != "labels"}
         if cfg.graft_teacher_dropout:  # the grafted teacher layers are the teacher's own
             self.teacher.eval()
-        with torch.no_grad(), autocast(self.device, cfg.precision):
-            t_out = self.teacher_forward(**inputs, output_hidden_states=True,
-                                         output_attentions=True)
+        t_out = (self.cache(inputs) if self.cache else
+                 teacher_outputs(self.teacher_forward, inputs, self.device, cfg.precision))
         # With no student layer drawn and the rest frozen nothing trains: skip DDP's bookkeeping.
         trains_outside = cfg.train_rest or cfg.train_head
         model = self.ddp if bool(draws.any()) or trains_outside else self.model
@@ -121,7 +128,8 @@ class Student:
             self.model.train()
         with autocast(self.device, cfg.precision):
             s_out = model(**inputs, output_hidden_states=True, output_attentions=True)
-            loss, terms = spd_loss(s_out, t_out, batch["labels"], self.td.task, cfg.loss)
+            loss, terms = spd_loss(s_out, t_out, batch["labels"], self.td.task, cfg.loss,
+                                   batch["attention_mask"])
         names = [*terms, "total"]
         stacked = torch.stack([t.detach().float() for t in [*terms.values(), loss]]).cpu()
         means = self.world.mean(stacked)

@@ -1,7 +1,7 @@
 """`spd bench` on a tiny random BERT: every figure present, sparse outputs match dense."""
 import json
 
-from spd import bench
+from spd import bench, bench_epoch
 from spd.cli import main
 
 
@@ -42,3 +42,22 @@ def test_bad_bench_input_is_refused(capsys):
     assert main(["bench", "--batch", "0"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--batch" in err
+
+
+def test_the_epoch_bench_times_every_variant_and_checks_the_teacher_cache(tiny_model_dir,
+                                                                          small_glue, tmp_path,
+                                                                          capsys):
+    out = tmp_path / "epoch"
+    assert main(["bench", "--model", str(tiny_model_dir), "--task", "rte", "--data-dir",
+                 str(small_glue), "--epoch-steps", "1", "--output", str(out), "--device",
+                 "cpu"]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads((out / "bench_epoch.json").read_text())
+    rows = result["rows"]
+    assert [r["label"] for r in rows] == [label for label, _ in bench_epoch.VARIANTS]
+    assert rows[0]["speedup"] == 1.0
+    cached = [r for r in rows if r["teacher_cache"]]
+    assert len(cached) == 2 and all(r["teacher_cache"]["examples"] == 40 for r in cached)
+    parity = result["cache_parity"]
+    assert parity["batches"] > 0 and parity["max_abs_diff"] <= parity["tolerance"]
+    assert "teacher cache" in printed and (out / "bench_epoch.md").read_text() == printed

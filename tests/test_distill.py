@@ -484,3 +484,25 @@ def test_an_augmented_run_resumes_bitwise_and_differs_from_a_plain_one(pruned, t
     assert_same_weights(killed, whole)
     losses = lambda run: [r["loss"] for r in read_metrics(run)]  # noqa: E731
     assert losses(whole) != losses(pruned)
+
+
+def test_a_cached_teacher_run_resumes_bitwise_and_matches_the_uncached_run(tiny_teacher,
+                                                                            small_glue, tmp_path,
+                                                                            monkeypatch):
+    """With loss.padding=exclude the cache changes nothing but the time: the same losses (fp32
+    rounding) and a killed cached run resumes to the whole one (the cache is rebuilt the same)."""
+    plain, whole, killed = tmp_path / "plain", tmp_path / "whole", tmp_path / "killed"
+    exclude = ("--set", "loss.padding=exclude", "--set", "precision=fp32",
+               "--set", "augment.rate=0.5")
+    cached = (*exclude, "--set", "teacher_cache=0.5")
+    assert main(smoke_prune(tiny_teacher, small_glue, plain, *exclude)) == 0
+    assert main(smoke_prune(tiny_teacher, small_glue, whole, *cached)) == 0
+    args = smoke_prune(tiny_teacher, small_glue, killed, *cached, "--set", "checkpoint_every=6")
+    undo = interrupt_at(monkeypatch, 13, _raise_interrupt)
+    assert main(args) == 130
+    undo()
+    assert main([*args, "--resume"]) == 0
+    assert without_times(read_metrics(killed)) == without_times(read_metrics(whole))
+    assert_same_weights(killed, whole)
+    for a, b in zip(read_metrics(plain), read_metrics(whole), strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4, abs=1e-6)
