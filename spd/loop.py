@@ -191,6 +191,7 @@ def run_steps(job, batches, progress, total: int, out_dir: Path, cfg, env: dict,
                 stop, progress, total, checkpoint_every, out_dir,
                 lambda: {**resume.progress_state(progress, start), "env": env,
                          **(checkpoint_extra or {}), "config_hash": config_hash(cfg),
+                         "config": to_dict(cfg),
                          **job.state()})
     return time.perf_counter() - start
 

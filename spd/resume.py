@@ -66,12 +66,22 @@ def training_state(model, optimizer, scheduler, device: torch.device) -> dict:
 
 
 def check_config(ckpt: dict, cfg) -> None:
-    """Refuse a checkpoint written by a run of another configuration (its `config_hash`;
-    checkpoints from before the field carry none and pass)."""
-    from spd.overrides import config_hash
+    """Refuse a checkpoint written by a run of another configuration. Its `config`, read back
+    through today's dataclasses, must equal `cfg`: a field added to spd since the checkpoint
+    was written takes its default, as in `rundir.holds_config`, so an upgrade does not strand
+    a run. Checkpoints from before that field compare their `config_hash`; those from before
+    the hash carry neither and pass."""
+    from spd.overrides import config_hash, from_dict, to_dict
 
     saved, mine = ckpt.get("config_hash"), config_hash(cfg)
-    if saved is not None and saved != mine:
+    if "config" in ckpt:
+        try:
+            same = to_dict(from_dict(ckpt["config"], type(cfg))) == to_dict(cfg)
+        except (ValueError, TypeError, SpdError):
+            same = False
+    else:
+        same = saved is None or saved == mine
+    if not same:
         raise SpdError(f"the checkpoint in --output was written by a run of another "
                        f"configuration (config hash {saved}, this run {mine}); allowed: the "
                        f"command that started it, or --overwrite to start again")

@@ -506,3 +506,22 @@ def test_a_cached_teacher_run_resumes_bitwise_and_matches_the_uncached_run(tiny_
     assert_same_weights(killed, whole)
     for a, b in zip(read_metrics(plain), read_metrics(whole), strict=True):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-4, abs=1e-6)
+
+
+def test_a_checkpoint_from_before_a_new_config_field_resumes(pruned, small_glue, tiny_teacher,
+                                                             tmp_path, monkeypatch):
+    """An upgrade that adds a field (at its default) does not strand a stopped run: the
+    checkpoint's config is read through today's dataclasses; a changed value is still refused."""
+    from spd import rundir
+
+    killed = tmp_path / "killed"
+    args = smoke_prune(tiny_teacher, small_glue, killed, "--set", "checkpoint_every=6")
+    undo = interrupt_at(monkeypatch, 13, _raise_interrupt)
+    assert main(args) == 130
+    undo()
+    ckpt = rundir.load_checkpoint(killed)
+    del ckpt["config"]["teacher_cache"], ckpt["config"]["loss"]["padding"]
+    rundir.save_checkpoint(killed, {**ckpt, "config_hash": "from-an-older-spd"})
+    assert main([*args, "--resume"]) == 0
+    assert without_times(read_metrics(killed)) == without_times(read_metrics(pruned))
+    assert_same_weights(killed, pruned)
