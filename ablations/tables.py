@@ -9,7 +9,9 @@ standard deviation over the finished seeds, n, a 95% Student-t confidence interv
 t_{0.975, n-1} sd / sqrt(n)) and a two-sided paired t-test (scipy.stats.ttest_rel, paired by
 seed, over the seeds both rows have; empty below two of them or when the difference between the
 rows is the same on every seed, to rounding, where it is undefined) against the row's reference
-(full SPD unless the grid says otherwise). The best mean per task and quantity is marked
+(full SPD unless the grid says otherwise), with its Holm-corrected p across the table's
+comparisons and the smallest difference the seeds could detect (`ablations.stats`); a mark (†)
+on dev metrics at or within noise of the constant prediction. The best mean per task and quantity is marked
 (higher is better for every GLUE metric; for the gap, the smallest). Unfinished cells are left
 out (n says how many seeds made it); a row with no finished seed is left empty. The values come
 from the runs' records (`record.json`, spd.records) alone: a changed preset adds rows and never
@@ -21,11 +23,12 @@ import csv
 import io
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from scipy import stats
 
+from ablations import stats as paired
 from ablations.figures import (budget_figure, overfitting_figure, sparsity_figure,
                                teacher_metric)
 from ablations.registry import Cell, build_parser, grid
@@ -48,6 +51,9 @@ class Row:
     values: dict  # seed -> value
     reference: str | None
     p_value: float | None
+    detectable: float | None = None  # the smallest paired difference the seeds could see
+    p_holm: float | None = None  # p, Holm-corrected across the table's comparisons
+    at_baseline: bool = False  # the dev metric at or within noise of the constant prediction
 
     @property
     def n(self) -> int:
@@ -82,18 +88,6 @@ def quantity(final: dict, name: str) -> float | None:
     return train if name == "train" else train - dev
 
 
-def paired_p(a: dict, b: dict) -> float | None:
-    """Two-sided paired t-test over the seeds both have; None below 2 pairs or when undefined."""
-    seeds = sorted(set(a) & set(b))
-    if len(seeds) < 2:
-        return None
-    diffs = [a[s] - b[s] for s in seeds]
-    if max(diffs) - min(diffs) <= 1e-9:  # equal up to float rounding: t = 0 / 0, undefined
-        return None
-    p = float(stats.ttest_rel([a[s] for s in seeds], [b[s] for s in seeds]).pvalue)
-    return p if math.isfinite(p) else None
-
-
 def collect(name: str, cells: list[Cell], results: Path) -> tuple[list[Cell], dict]:
     """The records (`record.json`) under `results/cells/<profile>/` that fill a row of grid
     `name` for the tasks and seeds of `cells` (the grid as the registry lists it today, which
@@ -123,6 +117,14 @@ def collect(name: str, cells: list[Cell], results: Path) -> tuple[list[Cell], di
     return cells + found, finals
 
 
+def _baseline(finals: dict, task: str, metric: str) -> float | None:
+    """The constant prediction's dev metric (majority class / train mean) on `task`, from the
+    first run of the task whose record holds it (runs before that field have none)."""
+    return next((f["majority_dev"][metric] for (t, _), runs in sorted(finals.items())
+                 if t == task for f in runs.values()
+                 if (f.get("majority_dev") or {}).get(metric) is not None), None)
+
+
 def build_rows(cells: list[Cell], finals: dict, quantities=("dev",)) -> list[Row]:
     refs = {(c.task, c.label): c.reference for c in cells}
     keys = list(dict.fromkeys((c.task, c.label) for c in cells))  # grid order
@@ -133,10 +135,16 @@ def build_rows(cells: list[Cell], finals: dict, quantities=("dev",)) -> list[Row
             per_seed = {s: quantity(f, q) for s, f in finals.get(key, {}).items()}
             values[key] = {s: v for s, v in per_seed.items() if v is not None}
         for task, label in keys:
-            ref = refs[(task, label)]
+            ref, mine = refs[(task, label)], values[(task, label)]
             metric = get_task(task).main_metric
-            p = paired_p(values[(task, label)], values[(task, ref)]) if ref else None
-            rows.append(Row(task, label, q, metric, values[(task, label)], ref, p))
+            theirs = values[(task, ref)] if ref else {}
+            pairs = len(set(mine) & set(theirs))
+            floor = _baseline(finals, task, metric) if q == "dev" else None
+            rows.append(Row(task, label, q, metric, mine, ref, paired.paired_p(mine, theirs),
+                            paired.detectable_difference(paired.paired_sd(mine, theirs), pairs),
+                            at_baseline=paired.at_baseline(mine, floor)))
+    holm = paired.holm([r.p_value for r in rows])
+    rows = [replace(r, p_holm=h) for r, h in zip(rows, holm)]
     return sorted(rows, key=lambda r: (r.task, quantities.index(r.quantity)))
 
 
@@ -163,12 +171,14 @@ def _p(p: float | None) -> str:
 
 def cells_text(r: Row) -> list[str]:
     ci = r.ci
-    return [r.task, r.label, r.quantity, r.metric, str(r.n), _f(r.mean), _f(r.sd),
-            "" if ci is None else f"[{ci[0]:.4f}, {ci[1]:.4f}]", r.reference or "", _p(r.p_value)]
+    mean = _f(r.mean) + (" †" if r.at_baseline else "")
+    return [r.task, r.label, r.quantity, r.metric, str(r.n), mean, _f(r.sd),
+            "" if ci is None else f"[{ci[0]:.4f}, {ci[1]:.4f}]", r.reference or "",
+            _p(r.p_value), _p(r.p_holm), _f(r.detectable)]
 
 
 HEADER = ["task", "method", "quantity", "metric", "n", "mean", "sd", "95% CI", "vs",
-          "paired t-test p"]
+          "paired t-test p", "p (Holm)", "detectable difference"]
 
 
 def footer(argv: list[str], cells: list[Cell], finals: dict, results: Path) -> list[str]:
@@ -185,9 +195,15 @@ def footer(argv: list[str], cells: list[Cell], finals: dict, results: Path) -> l
             "mean and sd (n - 1) over the finished seeds; 95% CI: Student t; p: two-sided paired "
             "t-test (scipy.stats.ttest_rel) against the `vs` row, paired by seed (empty p: fewer "
             "than two shared seeds, or the same difference between the rows on every seed, "
-            "where the test is undefined). Bold (CSV: best = 1): the best mean per task and "
-            "quantity (for the gap, the smallest in size). Dev metrics are of the final student, "
-            "not the best during training."]
+            "where the test is undefined); p (Holm): Holm-Bonferroni across the table's "
+            "comparisons; detectable difference: the smallest paired mean difference against "
+            "the `vs` row that this test would find with 80% power at two-sided 0.05, from the "
+            "observed sd of the paired differences and their number (noncentral t). "
+            "†: the dev metric is at or below the constant prediction's (majority class, or the "
+            "train mean for STS-B), or its 95% CI reaches it (no mark where no record of the task "
+            "holds that metric: runs before spd recorded it). Bold (CSV: best = 1): the best "
+            "mean per task and quantity (for the gap, the smallest in size). Dev metrics are of "
+            "the final student, not the best during training."]
 
 
 def to_markdown(rows: list[Row], foot: list[str]) -> str:
@@ -202,7 +218,7 @@ def to_markdown(rows: list[Row], foot: list[str]) -> str:
 
 
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#", "$": r"\$",
-        "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+        "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "†": r"\dag{}"}
 
 
 def _tex(s: str) -> str:
@@ -212,7 +228,7 @@ def _tex(s: str) -> str:
 def to_latex(rows: list[Row], foot: list[str]) -> str:
     marked = best(rows)
     lines = [r"% needs \usepackage{booktabs} (\toprule, \midrule, \bottomrule)",
-             r"\begin{tabular}{" + "l" * 4 + "r" * 3 + "lll}", r"\toprule",
+             r"\begin{tabular}{" + "l" * 4 + "r" * 3 + "lllll}", r"\toprule",
              " & ".join(_tex(h) for h in HEADER) + r" \\", r"\midrule"]
     for i, r in enumerate(rows):
         cells = [_tex(c) for c in cells_text(r)]
@@ -228,13 +244,15 @@ def to_csv(rows: list[Row], foot: list[str]) -> str:
     go to NAME.meta.json beside it (`meta_json`)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow([*HEADER[:7], "ci_low", "ci_high", "vs", "p", "best", "seeds"])
+    w.writerow([*HEADER[:7], "ci_low", "ci_high", "vs", "p", "p_holm", "detectable", "best",
+                "at_baseline", "seeds"])
     marked = best(rows)
     for i, r in enumerate(rows):
         ci = r.ci or (None, None)
         w.writerow([r.task, r.label, r.quantity, r.metric, r.n, _f(r.mean, 6), _f(r.sd, 6),
                     _f(ci[0], 6), _f(ci[1], 6), r.reference or "", _p(r.p_value),
-                    int(i in marked), " ".join(map(str, sorted(r.values)))])
+                    _p(r.p_holm), _f(r.detectable, 6), int(i in marked), int(r.at_baseline),
+                    " ".join(map(str, sorted(r.values)))])
     return buf.getvalue()
 
 

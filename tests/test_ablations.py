@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from ablations import registry, run, tables
+from ablations import registry, run, stats, tables
 from spd import records, rundir
 from spd.overrides import to_dict
 from tests.conftest import REPO, table_csv_rows
@@ -202,7 +202,8 @@ def write_cell(results, cell, dev: dict, train: dict, evals: list[dict] | None =
     rundir.write_json(folder / "final.json", {
         "task": cell.task, "seed": cell.seed, "main_metric": "f1", "dev": dev,
         "train_subset": train, "teacher": str(teacher), "teacher_dev": teacher_dev,
-        "target_sparsity": cell.sparsity, "environment": {"git_commit": "abc123", "device": "cpu"}})
+        "target_sparsity": cell.sparsity, "majority_dev": {"f1": 0.75, "accuracy": 0.684},
+        "environment": {"git_commit": "abc123", "device": "cpu"}})
     if evals:
         rundir.write_jsonl(folder / "metrics.jsonl", evals)
     run.record(cell, grid, results)
@@ -242,6 +243,25 @@ def test_table_numbers_equal_hand_computed_ones(tmp_path):
     assert one["best"] == "1" and spd["best"] == "0"  # the best mean of the column
     empty = rows["logits-only distillation"]  # no finished seed: an empty row, not a number
     assert empty["n"] == "0" and empty["mean"] == ""
+    # The smallest paired difference 3 seeds could see at 80% power (two-sided 0.05): the
+    # effect size 3.264 (noncentral t; tests/test_stats.py checks it by simulation) times the
+    # sd 0.03 of the differences; with one comparison in the table Holm's p is the raw p.
+    assert float(gmp["detectable"]) == pytest.approx(3.264 * 0.03, rel=1e-3)
+    assert gmp["p_holm"] == gmp["p"] and spd["detectable"] == spd["p_holm"] == ""
+    # GMP's CI [0.64, 0.80] reaches the constant prediction's F1 (0.75); SPD's [0.77, 0.87] not
+    assert gmp["at_baseline"] == "1" and spd["at_baseline"] == "0"
+
+
+def test_holm_corrects_across_the_comparisons_of_a_table_and_the_marks_are_explained(tmp_path):
+    fake_results(tmp_path, {"spd": SPD, "gmp": GMP, "one_shot": {0: 0.79, 1: 0.83, 2: 0.80}})
+    rows = table_rows(tmp_path)
+    gmp, one = rows["no distillation (GMP, hard labels)"], rows["one-shot pruning"]
+    p = sorted([float(gmp["p"]), float(one["p"])])
+    assert sorted([float(gmp["p_holm"]), float(one["p_holm"])]) == pytest.approx(
+        [2 * p[0], max(2 * p[0], p[1])], rel=1e-2)  # 3 significant digits in the file
+    md = (tmp_path / "tables" / "components.md").read_text()
+    assert "| 0.7200 † |" in md  # GMP's mean, at the constant prediction
+    assert "Holm" in md and "80% power" in md and "†" in md
 
 
 def test_the_sparsity_table_gives_the_train_dev_gap_with_intervals_and_tests(tmp_path):
@@ -279,9 +299,9 @@ def test_p_is_left_empty_and_explained_where_every_seed_gives_the_same_result(tm
 def test_p_is_left_empty_where_the_paired_differences_differ_only_by_rounding():
     # Gaps (train - dev) of two rows a constant apart differ in the last bits from seed to
     # seed (0.1 + 0.2 != 0.3 in floats): a t-test on them reports p near 0, a false finding.
-    assert tables.paired_p({0: 0.1 + 0.2, 1: 0.3}, {0: 0.0, 1: 0.0}) is None
+    assert stats.paired_p({0: 0.1 + 0.2, 1: 0.3}, {0: 0.0, 1: 0.0}) is None
     # Differences 0.3 and 0.2: t = 5 with one degree of freedom, p = 1 - 2 atan(t) / pi.
-    assert tables.paired_p({0: 0.3, 1: 0.2}, {0: 0.0, 1: 0.0}) == pytest.approx(
+    assert stats.paired_p({0: 0.3, 1: 0.2}, {0: 0.0, 1: 0.0}) == pytest.approx(
         1 - 2 * math.atan(5) / math.pi)
 
 
