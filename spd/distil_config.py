@@ -61,7 +61,8 @@ class PruneConfig:
             (updates + 1)) steps (with updates = 11: 11 updates 286 steps apart on MRPC's 30
             pruning epochs); needs stages.unit=epochs.
         scope: per_matrix (every matrix at the same sparsity) or global (one threshold).
-        criterion: magnitude, or random (a floor for ablations).
+        criterion: magnitude, random (a floor for ablations), or movement (Sanh et al. 2020:
+            the accumulated -W * dL/dW over the steps so far).
         pattern: unstructured, or N:M (e.g. 2:4): keep N of every M consecutive weights of a
             row, the pattern sparse tensor cores run; sparsity must then be 1 - N/M, reached
             in whole weights per group as the schedule passes 1/M, 2/M, ...

@@ -9,7 +9,7 @@ import torch
 
 # The allowed values of prune.scope and prune.criterion, stated once (config and pruning).
 SCOPES = ("per_matrix", "global")
-CRITERIA = ("magnitude", "random")
+CRITERIA = ("magnitude", "random", "movement")
 
 
 def kept_count(n: int, sparsity: float) -> int:

@@ -19,11 +19,15 @@ PRUNABLE = ("attention.self.query", "attention.self.key", "attention.self.value"
 
 
 class WeightMask(nn.Module):
-    """Parametrization `W -> mask * W`; `mask` is a bool buffer updated in place."""
+    """Parametrization `W -> mask * W`; `mask` is a bool buffer updated in place. With
+    `movement`, a float buffer `movement` holds the movement scores (`accumulate_movement`),
+    so that they travel with the masks in the state_dict and checkpoints."""
 
-    def __init__(self, weight: torch.Tensor):
+    def __init__(self, weight: torch.Tensor, movement: bool = False):
         super().__init__()
         self.register_buffer("mask", torch.ones_like(weight, dtype=torch.bool))
+        if movement:
+            self.register_buffer("movement", torch.zeros_like(weight, dtype=torch.float32))
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         return weight * self.mask
@@ -49,20 +53,42 @@ def prunable_linears(layers: nn.ModuleList) -> dict[str, nn.Linear]:
                        f"with {', '.join(PRUNABLE)}") from None
 
 
-def attach_masks(linears: dict[str, nn.Linear]) -> None:
-    """Register an all-ones mask parametrization on every weight (outputs unchanged)."""
+def attach_masks(linears: dict[str, nn.Linear], movement: bool = False) -> None:
+    """Register an all-ones mask parametrization on every weight (outputs unchanged); with
+    `movement`, zero movement scores beside each mask."""
     for lin in linears.values():
         if not parametrize.is_parametrized(lin, "weight"):
-            parametrize.register_parametrization(lin, "weight", WeightMask(lin.weight))
+            parametrize.register_parametrization(lin, "weight", WeightMask(lin.weight, movement))
 
 
 def mask_of(lin: nn.Linear) -> torch.Tensor:
     return lin.parametrizations.weight[0].mask
 
 
+def movement_of(lin: nn.Linear) -> torch.Tensor:
+    scores = getattr(lin.parametrizations.weight[0], "movement", None)
+    if scores is None:
+        raise SpdError("pruning criterion movement needs movement scores; allowed: masks "
+                       "attached with attach_masks(..., movement=True)")
+    return scores
+
+
+@torch.no_grad()
+def accumulate_movement(linears: dict[str, nn.Linear]) -> None:
+    """Movement pruning's importance (Sanh et al. 2020): S -= W * dL/dW, after a backward
+    pass, for every matrix that has a gradient (a pruned weight's is zero; a teacher-drawn
+    layer's is absent)."""
+    for lin in linears.values():
+        w = lin.parametrizations.weight.original
+        if w.grad is not None:
+            movement_of(lin).sub_(w.detach() * w.grad)
+
+
 def _scores(lin: nn.Linear, criterion: str, seed: int, index: int) -> torch.Tensor:
     if criterion == "magnitude":
         return lin.parametrizations.weight.original.detach().abs()
+    if criterion == "movement":
+        return movement_of(lin)
     # Random scores are a function of (seed, matrix), the same at every update: masks nest.
     g = torch.Generator().manual_seed(seed * 1_000_003 + index)
     return torch.rand(lin.weight.shape, generator=g).to(lin.weight.device)
@@ -77,7 +103,8 @@ def prune_to(linears: dict[str, nn.Linear], sparsity: float, scope: str = "per_m
         linears: the prunable matrices, from `prunable_linears`, with masks attached.
         sparsity: target fraction of zeros, per matrix or over all of them (`scope`).
         scope: `per_matrix` (every matrix at the same sparsity) or `global` (one threshold).
-        criterion: `magnitude` (|w|) or `random` (a floor for ablations).
+        criterion: `magnitude` (|w|), `random` (a floor for ablations) or `movement` (the
+            accumulated -W * dL/dW; masks attached with `movement=True`).
         seed: seeds the random criterion's scores.
         pattern: `unstructured`, or `N:M`: in every group of M weights of a row, the
             `nm_pruned_per_group(sparsity)` lowest-scoring are pruned (per matrix only).

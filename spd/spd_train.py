@@ -89,7 +89,8 @@ class Student:
         if not cfg.student_dropout:
             drop_student_dropout(self.model)
         self.linears = pruning.prunable_linears(student_layers(self.model))
-        pruning.attach_masks(self.linears)
+        self.movement = cfg.prune.criterion == "movement"
+        pruning.attach_masks(self.linears, movement=self.movement)
         self.n_layers = len(slots(self.model))
         self.optimizer = make_optimizer(self.model, cfg.optim.lr, cfg.optim.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer,
@@ -141,6 +142,8 @@ class Student:
         if loss.requires_grad:
             loss.backward()
             resume.clip_gradients(self.trainable, cfg.optim.grad_clip, step + 1, progress)
+            if self.movement:  # the gradient the optimizer is about to use
+                pruning.accumulate_movement(self.linears)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)

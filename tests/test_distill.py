@@ -469,7 +469,7 @@ def test_reports_read_the_stage_ends_of_runs_saved_before_the_name_changed():
     assert stage_ends({"stage_ends": [12, 20, 24]}) == [12, 20, 24]
 
 
-def _assert_resumes_to(whole, args, monkeypatch):
+def assert_resumes_to(whole, args, monkeypatch):
     """`args` (a run into another folder) killed after its checkpoint at step 12 and resumed
     ends with the weights and metrics of the uninterrupted run in `whole`."""
     args = [*args, "--set", "checkpoint_every=6"]
@@ -489,7 +489,7 @@ def test_an_augmented_run_resumes_bitwise_and_differs_from_a_plain_one(pruned, t
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     augment = ("--set", "augment.rate=0.5", "--set", "augment.tokens=0.3")
     assert main(smoke_prune(tiny_teacher, small_glue, whole, *augment)) == 0
-    _assert_resumes_to(whole, smoke_prune(tiny_teacher, small_glue, killed, *augment),
+    assert_resumes_to(whole, smoke_prune(tiny_teacher, small_glue, killed, *augment),
                        monkeypatch)
     losses = lambda run: [r["loss"] for r in read_metrics(run)]  # noqa: E731
     assert losses(whole) != losses(pruned)
@@ -506,7 +506,7 @@ def test_a_cached_teacher_run_resumes_bitwise_and_matches_the_uncached_run(tiny_
     cached = (*exclude, "--set", "teacher_cache=0.5")
     assert main(smoke_prune(tiny_teacher, small_glue, plain, *exclude)) == 0
     assert main(smoke_prune(tiny_teacher, small_glue, whole, *cached)) == 0
-    _assert_resumes_to(whole, smoke_prune(tiny_teacher, small_glue, killed, *cached),
+    assert_resumes_to(whole, smoke_prune(tiny_teacher, small_glue, killed, *cached),
                        monkeypatch)
     for a, b in zip(read_metrics(plain), read_metrics(whole), strict=True):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-4, abs=1e-6)
