@@ -90,6 +90,10 @@ method("no_replacing", PURE_STUDENT)
 # Gradual magnitude pruning during fine-tuning: the same schedule, the student alone, labels only.
 method("gmp", [*PURE_STUDENT, *HARD_LABELS_ONLY])
 method("logits_only", ["loss.hidden=0", "loss.attention=0"])
+# Movement pruning with logit distillation (Sanh et al. 2020), the paper's main competitor:
+# the student alone, top-k of the accumulated -W * dL/dW per matrix on the same schedule.
+method("movement", [*PURE_STUDENT, "loss.hidden=0", "loss.attention=0",
+                    "prune.criterion=movement"])
 method("one_shot", ["prune.updates=0"])
 method("constant_p0.5", ["replace.schedule=constant", "replace.p_0=0.5"])
 method("constant_p0.8", ["replace.schedule=constant", "replace.p_0=0.8"])
@@ -181,6 +185,7 @@ def components(tasks, seeds, profile) -> list[Cell]:
             ("no progressive replacing (p = 1)", "no_replacing", 0.9, SPD_REFERENCE),
             ("no distillation (GMP, hard labels)", "gmp", 0.9, SPD_REFERENCE),
             ("logits-only distillation", "logits_only", 0.9, SPD_REFERENCE),
+            ("movement + logit distillation", "movement", 0.9, SPD_REFERENCE),
             ("one-shot pruning", "one_shot", 0.9, SPD_REFERENCE),
             ("official README schedule", "official_readme", 0.9, SPD_REFERENCE)]
     return _cells(rows, tasks, seeds, profile)
