@@ -18,7 +18,10 @@ filesystems this needs working `flock`, as on NFSv4). `--shard I/N` keeps every 
 starting at I (0 <= I < N) of the grid's fixed order, for cluster job arrays.
 Each cell's `runner.jsonl` records every time a runner started it (host, pid, time, command).
 A finished cell gets its `record.json` (spd.records) with the row it fills in this grid; tables
-and RESULTS.md read those records alone.
+and RESULTS.md read those records alone. A cell whose exact configuration (teacher included) a
+finished run of another cell folder holds (e.g. `spd` under cpu3 is the budget study's
+`budget-e10-rest-lr1e-3-aug`) is not trained again: its result files are copied, with
+`reused_from.json` naming the run.
 """
 import argparse
 import fcntl
@@ -39,7 +42,10 @@ from spd.presets import finetune_config, spd_config
 from spd.errors import SpdError, output_folder
 from spd.interrupt import Stopped
 
-LOCK, RUNNER_LOG = ".lock", "runner.jsonl"
+LOCK, RUNNER_LOG, REUSED = ".lock", "runner.jsonl", "reused_from.json"
+# What a reused cell copies from the run it reuses: the result files, not the weights
+# (model/), the checkpoint, the locks, the runner's log or the record (rewritten for the row).
+NOT_COPIED = {LOCK, RUNNER_LOG, records.RECORD, rundir.CHECKPOINT, ".spd.lock"}
 
 
 @contextmanager
@@ -129,6 +135,30 @@ def run_job(folder: Path, config, args: list[str], data_dir: str | None, resume:
     return "ran"
 
 
+def same_run(cell: Cell, config, results: Path) -> Path | None:
+    """A finished run of exactly `config` (same teacher) in another cell folder of the task
+    and seed, under any profile: the same configuration is one run, whatever grid named it."""
+    for folder in sorted(results.glob(f"cells/*/{cell.task}/*/seed{cell.seed}")):
+        if folder != cell.path(results) and not (folder / REUSED).is_file() \
+                and finished_state(folder, config) == "done":
+            return folder
+    return None
+
+
+def reuse(folder: Path, source: Path, results: Path) -> str:
+    """Copy the result files of `source` into the cell `folder` (atomically, file by file),
+    with reused_from.json naming it: "reused"; "locked" if another runner holds the cell."""
+    with claim(folder) as mine:
+        if not mine:
+            return "locked"
+        for f in sorted(source.iterdir()):
+            if f.is_file() and f.name not in NOT_COPIED and f.name != rundir.FINAL:
+                rundir.copy_file(f, folder / f.name)
+        rundir.write_json(folder / REUSED, {"run": str(source.relative_to(results))})
+        rundir.copy_file(source / rundir.FINAL, folder / rundir.FINAL)  # last: it marks the
+    return "reused"  # cell finished
+
+
 def run_claimed(folder: Path, config, args: list[str], data_dir: str | None,
                 match: bool = True, wait: bool = False) -> str:
     """Run `config` in `folder` unless it is finished or claimed: done, stale, ran, locked or
@@ -182,7 +212,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run or args.records_only:
         states = []
         for cell in cells:
-            state = finished_state(cell.path(results), cell_config(cell, results, args.model))
+            config = cell_config(cell, results, args.model)
+            state = finished_state(cell.path(results), config)
+            if state is None and not (cell.path(results) / rundir.CONFIG).is_file() \
+                    and same_run(cell, config, results):
+                state = "reusable"
             states.append(state or "todo")
             if args.records_only:
                 if state == "done":
@@ -208,11 +242,15 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 if records.read(tdir) is None:
                     records.write(tdir, recipe=cell.profile)
-            state = run_claimed(cell.path(results), cell_config(cell, results, args.model),
-                                spd_args(cell, results, args.data_dir, args.model),
-                                args.data_dir)
+            config = cell_config(cell, results, args.model)
+            started = (cell.path(results) / rundir.CONFIG).is_file()  # finished, or resumes
+            source = None if started else same_run(cell, config, results)
+            state = (reuse(cell.path(results), source, results) if source else
+                     run_claimed(cell.path(results), config,
+                                 spd_args(cell, results, args.data_dir, args.model),
+                                 args.data_dir))
             states.append(state)
-            if state in ("done", "ran"):
+            if state in ("done", "ran", "reused"):
                 record(cell, args.name, results)
             why = (" (from a replaced teacher: move the folder away to rerun it)"
                    if state == "stale" else "")
@@ -227,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def summary(states: list[str]) -> str:
     """One line counting the cells in each state, e.g. 'ablations: 3 done, 1 ran'."""
-    order = ("done", "stale", "ran", "locked", "failed", "todo")
+    order = ("done", "stale", "ran", "reused", "reusable", "locked", "failed", "todo")
     return "ablations: " + ", ".join(f"{states.count(s)} {s}" for s in order if s in states)
 
 

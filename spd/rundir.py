@@ -49,6 +49,19 @@ def write_text(path: Path, text: str) -> None:
     _atomic_write_text(path, text)
 
 
+def copy_file(source: Path, path: Path) -> None:
+    """Copy `source` to `path` atomically (a temporary file beside it, then renamed)."""
+    fd, tmp = tempfile.mkstemp(dir=Path(path).parent, prefix=f".{Path(path).name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        shutil.copyfile(source, tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise _write_failed(Path(path), e) from None
+
+
 def write_json(path: Path, obj) -> None:
     _atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 

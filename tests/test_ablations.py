@@ -195,7 +195,7 @@ def write_cell(results, cell, dev: dict, train: dict, evals: list[dict] | None =
     too)."""
     teacher, teacher_dev = registry.teacher_dir(cell.task, cell.profile, results), {"f1": 0.86}
     teacher.mkdir(parents=True, exist_ok=True)
-    rundir.write_json(teacher / "final.json", {"dev": teacher_dev})
+    rundir.write_json(teacher / "final.json", {"dev": teacher_dev, "main_metric": "f1"})
     folder = cell.path(results)
     folder.mkdir(parents=True, exist_ok=True)
     rundir.write_json(folder / "config.json", to_dict(run.cell_config(cell, results, None)))
@@ -487,3 +487,28 @@ def test_the_best_gap_is_the_smallest_in_size():
     rows = [tables.Row("mrpc", label, "gap", "f1", {0: gap}, None, None)
             for label, gap in (("a", -0.05), ("b", 0.01), ("c", 0.03))]
     assert tables.best(rows) == {1}
+
+
+def test_a_cell_whose_run_already_exists_under_another_name_is_reused_not_rerun(tmp_path,
+                                                                                 capsys):
+    """`spd` at 0.9 under the cpu3 profile is the budget study's `budget-e10-rest-lr1e-3-aug`
+    under cpu (one configuration): the grid copies that run's result files, says where from,
+    and never trains it twice."""
+    budget = registry.Cell("mrpc", "budget-e10-rest-lr1e-3-aug", 0.9, 0, "cpu", "b", "budget-e10")
+    source = write_cell(tmp_path, budget, {"f1": 0.84, "accuracy": 0.76}, {"f1": 0.92},
+                        grid="budget")
+    argv = ["components", "--profile", "cpu3", "--tasks", "mrpc", "--seeds", "1",
+            "--methods", "spd", "--results", str(tmp_path)]
+    assert run.main([*argv, "--dry-run"]) == 0
+    assert "ablations: 1 reusable" in capsys.readouterr().out
+    assert run.main(argv) == 0
+    assert "seed 0: reused" in capsys.readouterr().out
+    cell = next(c for c in run.grid(run.parse(argv)) if c.method == "spd")
+    folder = cell.path(tmp_path)
+    assert (folder / "final.json").read_bytes() == (source / "final.json").read_bytes()
+    assert json.loads((folder / "reused_from.json").read_text()) == {
+        "run": str(source.relative_to(tmp_path))}
+    assert not (folder / "runner.jsonl").exists()  # nothing ran here
+    rec = json.loads((folder / "record.json").read_text())
+    assert rec["rows"][0]["grid"] == "components" and rec["dev"]["f1"] == 0.84
+    assert run.main(argv) == 0 and "seed 0: done" in capsys.readouterr().out
