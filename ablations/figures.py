@@ -1,9 +1,12 @@
 """Ablation figures (seaborn; PNG and PDF in `ablations/figures/`), from saved records only.
 
-`sparsity`: the dev metric (the dense teacher's as a line) and the train - dev gap against
-target sparsity per method, with 95% intervals over seeds.
+`sparsity`: the dev metric and the train - dev gap against target sparsity per method, with
+95% intervals over seeds.
 `overfitting`: train-subset and dev metric over training per method (seed 0), and the final
-train - dev gap against sparsity (dense fine-tuning at 0). `ablations.tables` draws them.
+train - dev gap against sparsity (dense fine-tuning at 0). `budget`: each recipe's dev metric
+against its wall time. Every panel of a dev metric draws the dense teacher's and the constant
+prediction's (majority class / train mean) beside the curves, so that a student at the
+constant prediction never reads as a recovery. `ablations.tables` draws them.
 """
 from pathlib import Path
 
@@ -38,9 +41,31 @@ def teacher_metric(finals: dict) -> dict[str, float]:
             if f.get("teacher")}
 
 
-def sparsity_figure(cells: list[Cell], rows, teacher: dict[str, float], out: Path) -> list[Path]:
-    """rows: ablations.tables.Row of the `sparsity` grid; the dev metric (top, the dense
-    teacher's as a reference line; teacher: per task) and the train - dev gap (bottom) against
+def constant_metric(finals: dict, task: str, metric: str) -> float | None:
+    """The constant prediction's dev metric on `task` (majority class / train mean), from the
+    first record of the task that holds it (runs before spd recorded it have none)."""
+    return next((f["majority_dev"][metric] for (t, _), runs in sorted(finals.items())
+                 if t == task for f in runs.values()
+                 if (f.get("majority_dev") or {}).get(metric) is not None), None)
+
+
+def _references(ax, finals: dict, task: str, metric: str, bar: bool = False) -> None:
+    """The teacher's dev metric (and with `bar`, 95% of it) and the constant prediction's."""
+    teacher = teacher_metric(finals).get(task)
+    if teacher is not None:
+        ax.axhline(teacher, color="grey", linestyle="--", label="teacher (dense)")
+        if bar:
+            ax.axhline(0.95 * teacher, color="grey", linestyle=":", label="95% of the teacher")
+    floor = constant_metric(finals, task, metric)
+    if floor is not None:
+        ax.axhline(floor, color="firebrick", linestyle="-.",
+                   label="constant prediction (majority class / train mean)")
+
+
+def sparsity_figure(cells: list[Cell], rows, finals: dict, out: Path,
+                    name: str = "sparsity") -> list[Path]:
+    """rows: ablations.tables.Row of the `sparsity` grid; the dev metric (top, beside the
+    teacher's and the constant prediction's) and the train - dev gap (bottom) against
     sparsity, per method, with 95% intervals over seeds."""
     plt, _ = _setup()
     s_of = {(c.task, c.label): c.sparsity for c in cells}
@@ -58,18 +83,19 @@ def sparsity_figure(cells: list[Cell], rows, teacher: dict[str, float], out: Pat
             lo = [m - (r.ci[0] if r.ci else m) for m, (_, r) in zip(ms, pts)]
             hi = [(r.ci[1] if r.ci else m) - m for m, (_, r) in zip(ms, pts)]
             ax.errorbar(xs, ms, yerr=[lo, hi], marker="o", capsize=3, label=method)
-        if q == "dev" and task in teacher:
-            ax.axhline(teacher[task], color="grey", linestyle="--", label="teacher (dense)")
         metric = next((r.metric for r in rows if r.task == task), "")
+        if q == "dev":
+            _references(ax, finals, task, metric)
         ax.set(xlabel="target sparsity", title=task,
                ylabel=f"dev {metric}" if q == "dev" else f"train - dev {metric}")
-        ax.legend()
-    paths = _save(fig, out, "sparsity")
+        ax.legend(fontsize="small")
+    paths = _save(fig, out, name)
     plt.close(fig)
     return paths
 
 
-def overfitting_figure(cells: list[Cell], rows, finals: dict, out: Path) -> list[Path]:
+def overfitting_figure(cells: list[Cell], rows, finals: dict, out: Path,
+                       name: str = "overfitting") -> list[Path]:
     """Curves of the first seed's runs (the evaluations their records hold), and the final gap
     (rows of quantity gap) against sparsity."""
     import pandas as pd
@@ -97,6 +123,7 @@ def overfitting_figure(cells: list[Cell], rows, finals: dict, out: Path) -> list
         if curve:
             sns.lineplot(pd.DataFrame(curve), x="epoch", y="metric", hue="method", style="split",
                          hue_order=labels, palette=label_colour, marker="o", ax=ax_curve)
+            _references(ax_curve, finals, task, get_task(task).main_metric)
             sns.move_legend(ax_curve, "upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
         ax_curve.set_title(f"{task}: train subset and dev during training (seed 0)")
         s_of = {c.label: (c.sparsity or 0.0, c.method) for c in cells if c.task == task}
@@ -107,12 +134,12 @@ def overfitting_figure(cells: list[Cell], rows, finals: dict, out: Path) -> list
                          hue_order=methods, palette=method_colour, ax=ax_gap)
         ax_gap.set(title=f"{task}: final train - dev gap (dense at sparsity 0)",
                    xlim=(-0.05, 1.0))
-    paths = _save(fig, out, "overfitting")
+    paths = _save(fig, out, name)
     plt.close(fig)
     return paths
 
 
-def budget_figure(cells: list[Cell], finals: dict, out: Path) -> list[Path]:
+def budget_figure(cells: list[Cell], finals: dict, out: Path, name: str = "budget") -> list[Path]:
     """The budget study: each recipe's final dev metric against its wall time in minutes (one
     point per seed, labelled by recipe), per task, beside the teacher's dev metric and 95% of
     it (the quality bar a 90%-sparse student must keep)."""
@@ -120,7 +147,6 @@ def budget_figure(cells: list[Cell], finals: dict, out: Path) -> list[Path]:
     tasks = sorted({c.task for c in cells})
     labels = list(dict.fromkeys(c.label for c in cells))
     colour = dict(zip(labels, sns.color_palette("tab10", n_colors=len(labels))))
-    teacher = teacher_metric(finals)
     fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4.2), squeeze=False,
                              layout="constrained")
     for ax, task in zip(axes.flat, tasks):
@@ -131,15 +157,7 @@ def budget_figure(cells: list[Cell], finals: dict, out: Path) -> list[Path]:
                 xs = [f["wall_time_s"] / 60 for f in runs.values()]
                 ys = [f["dev"][metric] for f in runs.values()]
                 ax.scatter(xs, ys, color=colour[label], label=label, s=30)
-        if task in teacher:
-            ax.axhline(teacher[task], color="grey", linestyle="--", label="teacher (dense)")
-            ax.axhline(0.95 * teacher[task], color="grey", linestyle=":",
-                       label="95% of the teacher")
-        floor = next((f["majority_dev"][metric] for (t, _), runs in sorted(finals.items())
-                      if t == task for f in runs.values() if f.get("majority_dev")), None)
-        if floor is not None:
-            ax.axhline(floor, color="firebrick", linestyle="-.", label="constant prediction "
-                       "(majority class / train mean)")
+        _references(ax, finals, task, metric, bar=True)
         ax.set(xlabel="wall time of the SPD run (minutes, 2-core CPU)",
                ylabel=f"final dev {metric}", title=f"{task}: budget study at sparsity 0.9")
         if ax.get_legend_handles_labels()[0]:
@@ -147,6 +165,6 @@ def budget_figure(cells: list[Cell], finals: dict, out: Path) -> list[Path]:
         else:  # no run of this task yet: say so rather than draw an empty frame silently
             ax.text(0.5, 0.5, "no finished run yet", ha="center", va="center",
                     transform=ax.transAxes)
-    paths = _save(fig, out, "budget")
+    paths = _save(fig, out, name)
     plt.close(fig)
     return paths

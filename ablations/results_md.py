@@ -10,8 +10,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from ablations import answers
 from ablations.registry import RESULTS, build_parser, grid
-from ablations.tables import Row, collect
+from ablations.tables import Row, collect, load
 from spd import records, rundir
 from spd.presets import DEFAULT_PRESET
 from spd.tasks import get_task
@@ -100,8 +101,14 @@ def parity(finals) -> list[str]:
 
 
 TEACHER_TASKS = ("mrpc", "stsb", "sst2", "rte", "cola")
-GRIDS = {"components": "--seeds 3", "sparsity": "--seeds 3", "overfitting": "--seeds 1"}
-FIGURES = {"sparsity": "sparsity.png", "overfitting": "overfitting.png", "budget": "budget.png"}
+# The committed grid tables, by file stem: `python -m ablations.tables OPTIONS` makes each
+# (the same lines as `make results`).
+GRIDS = {"components": "components --seeds 5", "sparsity": "sparsity --seeds 3",
+         "overfitting": "overfitting --seeds 3"}
+EARLIER_GRIDS = {"components-cpu": "components --profile cpu --seeds 3 --tasks mrpc rte",
+                 "sparsity-cpu": "sparsity --profile cpu --seeds 3 --tasks mrpc",
+                 "overfitting-cpu": "overfitting --profile cpu --seeds 1 --tasks mrpc rte"}
+FIGURED = ("sparsity", "overfitting")  # grids with a figure named as the table
 
 
 def _metrics_text(metrics: dict | None) -> str:
@@ -127,17 +134,31 @@ def teachers_table(results: Path) -> list[str]:
     return lines
 
 
-def grid_tables(tables: Path) -> list[str]:
+CLAIM_TASKS = ["mrpc", "stsb"]
+
+
+def claims(results: Path) -> list[str]:
+    """The paper's claims answered from the default recipe's grids (`ablations.answers`)."""
+    rows_of = {}
+    for options in GRIDS.values():
+        args = build_parser().parse_args([*options.split(), "--results", str(results)])
+        for r in load(args)[2]:
+            rows_of[(args.name, r.task, r.quantity, r.label)] = r.values
+    return answers.to_markdown(answers.answer(answers.questions(CLAIM_TASKS), rows_of))
+
+
+def grid_tables(tables: Path, grids: dict[str, str]) -> list[str]:
     """The committed ablation tables (each made from records by `ablations.tables`), as they are."""
     out = []
-    for name, seeds in GRIDS.items():
-        path = tables / f"{name}.md"
+    for stem, options in grids.items():
+        path = tables / f"{stem}.md"
         if not path.is_file():
             continue
-        figure = f" Figure: `ablations/figures/{FIGURES[name]}`." if name in FIGURES else ""
-        out += [f"### {name}", "", f"`python -m ablations.run {name} {seeds}` runs the cells; "
-                f"`python -m ablations.tables {name} {seeds}` writes `ablations/tables/{name}"
-                f".{{md,tex,csv}}`.{figure}", "", path.read_text().rstrip(), ""]
+        figure = (f" Figure: `ablations/figures/{stem}.png`."
+                  if options.split()[0] in FIGURED else "")
+        out += [f"### {stem}", "", f"`python -m ablations.tables {options}` writes "
+                f"`ablations/tables/{stem}.{{md,tex,csv}}` from the records.{figure}", "",
+                path.read_text().rstrip(), ""]
     return out
 
 
@@ -174,9 +195,22 @@ def render(cells, finals, results: Path, tables: Path = Path("ablations/tables")
         "frequent train label, or the train mean for STS-B (from any record of the task that holds it; "
         "runs before that field have none).", "",
         *teachers_table(results), "",
+        "## The paper's questions at the default recipe (`cpu3`)", "",
+        "`make ablations` runs the cells (the four main components rows on 5 seeds, every other "
+        "row on 3; MRPC and STS-B; a cell identical to a committed run, such as SPD at 0.9, "
+        "reuses it) and remakes these tables. Empty rows are cells not run yet.", "",
+        "### The paper's claims, answered", "",
+        "Each claim compares two rows on one task, paired by seed. **yes**: the difference "
+        "goes the claimed way with a Holm-corrected p below 0.05 (Holm across every claim in "
+        "this table); **no**: it goes the other way as significantly; **unclear**: neither, "
+        "and the detectable difference (80% power, two-sided 0.05, from the observed sd of "
+        "the paired differences) says what the seeds could have seen. Gap: train subset - dev "
+        "of the final student. `ablations/answers.py` states the claims.", "",
+        *claims(results), "",
+        *grid_tables(tables, GRIDS),
         "## Ablation grids of the earlier `cpu` recipe (3 epochs; students at 0.8 and above end "
         "at the majority class)", "",
-        *grid_tables(tables)]) + "\n"
+        *grid_tables(tables, EARLIER_GRIDS)]) + "\n"
 
 
 HEADLINE = ("<!-- headline:begin -->\n", "<!-- headline:end -->")

@@ -29,9 +29,9 @@ from pathlib import Path
 from scipy import stats
 
 from ablations import stats as paired
-from ablations.figures import (budget_figure, overfitting_figure, sparsity_figure,
-                               teacher_metric)
-from ablations.registry import Cell, build_parser, grid
+from ablations.figures import (budget_figure, constant_metric, overfitting_figure,
+                               sparsity_figure)
+from ablations.registry import DEFAULT_PROFILES, Cell, build_parser, grid
 from spd import records, rundir
 from spd.arguments import EXIT_BAD_INPUT
 from spd.errors import SpdError, output_folder
@@ -117,14 +117,6 @@ def collect(name: str, cells: list[Cell], results: Path) -> tuple[list[Cell], di
     return cells + found, finals
 
 
-def _baseline(finals: dict, task: str, metric: str) -> float | None:
-    """The constant prediction's dev metric (majority class / train mean) on `task`, from the
-    first run of the task whose record holds it (runs before that field have none)."""
-    return next((f["majority_dev"][metric] for (t, _), runs in sorted(finals.items())
-                 if t == task for f in runs.values()
-                 if (f.get("majority_dev") or {}).get(metric) is not None), None)
-
-
 def build_rows(cells: list[Cell], finals: dict, quantities=("dev",)) -> list[Row]:
     refs = {(c.task, c.label): c.reference for c in cells}
     keys = list(dict.fromkeys((c.task, c.label) for c in cells))  # grid order
@@ -139,7 +131,7 @@ def build_rows(cells: list[Cell], finals: dict, quantities=("dev",)) -> list[Row
             metric = get_task(task).main_metric
             theirs = values[(task, ref)] if ref else {}
             pairs = len(set(mine) & set(theirs))
-            floor = _baseline(finals, task, metric) if q == "dev" else None
+            floor = constant_metric(finals, task, metric) if q == "dev" else None
             rows.append(Row(task, label, q, metric, mine, ref, paired.paired_p(mine, theirs),
                             paired.detectable_difference(paired.paired_sd(mine, theirs), pairs),
                             at_baseline=paired.at_baseline(mine, floor)))
@@ -275,16 +267,22 @@ def rows_for(argv: list[str]) -> tuple[list[Cell], list[Row]]:
     return cells, rows
 
 
+def stem(args) -> str:
+    """A grid's file name: NAME at its own profile, NAME-PROFILE at another (after `grid`)."""
+    return args.name if args.profile == DEFAULT_PROFILES[args.name] else \
+        f"{args.name}-{args.profile}"
+
+
 def write_tables(args, argv: list[str], out: Path = TABLES) -> list[Path]:
-    """NAME.{md,tex,csv} in `out` for the grid `args` describes (the runner's options)."""
-    name = args.name
+    """STEM.{md,tex,csv,meta.json} in `out` for the grid `args` describes (the runner's
+    options), STEM being `stem(args)`."""
     cells, finals, rows = load(args)
     foot = footer(argv, cells, finals, Path(args.results))
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for ext, render in (("md", to_markdown), ("tex", to_latex), ("csv", to_csv),
                         ("meta.json", meta_json)):
-        path = out / f"{name}.{ext}"
+        path = out / f"{stem(args)}.{ext}"
         rundir.write_text(path, render(rows, foot))
         paths.append(path)
     figures = out.parent / "figures"  # ablations/figures beside ablations/tables
@@ -292,14 +290,12 @@ def write_tables(args, argv: list[str], out: Path = TABLES) -> list[Path]:
 
 
 def draw_figures(args, cells: list[Cell], finals: dict, rows: list[Row], out: Path) -> list[Path]:
-    """The grid's figures (PNG, PDF) in `out`: `sparsity` and `overfitting` have one each."""
-    if args.name == "sparsity":
-        return sparsity_figure(cells, rows, teacher_metric(finals), out)
-    if args.name == "overfitting":
-        return overfitting_figure(cells, rows, finals, out)
-    if args.name == "budget":
-        return budget_figure(cells, finals, out)
-    return []
+    """The grid's figures (PNG, PDF) in `out`, named `stem(args)`: `sparsity`, `overfitting`
+    and `budget` have one each."""
+    draw = {"sparsity": lambda: sparsity_figure(cells, rows, finals, out, stem(args)),
+            "overfitting": lambda: overfitting_figure(cells, rows, finals, out, stem(args)),
+            "budget": lambda: budget_figure(cells, finals, out, stem(args))}
+    return draw[args.name]() if args.name in draw else []
 
 
 def figures_for(argv: list[str], out: Path) -> list[Path]:

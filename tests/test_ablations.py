@@ -110,7 +110,7 @@ def test_a_cell_of_a_replaced_teacher_is_stale_not_done_nor_rerun(tiny_model_dir
     assert out.count("stale ") == 2 and out.splitlines()[-1] == "ablations: 2 stale"
     out_dir = tmp_path / "tables"  # nor counted in a table
     assert tables.main([*args, "--out", str(out_dir)]) == 0
-    assert (out_dir / "components.md").read_text().count("| accuracy | 0 |") == 2
+    assert (out_dir / "components-smoke.md").read_text().count("| accuracy | 0 |") == 2
 
 
 # The MRPC teacher refit from its recipe on an AVX2-only CPU (its first fit ran on another):
@@ -167,7 +167,7 @@ def test_shards_split_the_grid_without_overlap_or_loss():
     parts = [run.grid(run.parse(["sparsity", "--seeds", "3", "--shard", f"{i}/4"]))
              for i in range(4)]
     assert sorted(c.path() for p in parts for c in p) == sorted(c.path() for c in every)
-    assert len(every) == 2 * 6 * 3
+    assert len(every) == 2 * len(registry.SPARSITIES) * 3
 
 
 @pytest.mark.parametrize("bad, word", [(["nope"], "'nope'"),
@@ -221,7 +221,7 @@ def fake_results(results, values: dict) -> None:
 def table_rows(tmp_path) -> dict:
     out = tmp_path / "tables"
     assert tables.main([*GRID, "--results", str(tmp_path), "--out", str(out)]) == 0
-    return {r["method"]: r for r in table_csv_rows(out / "components.csv")}
+    return {r["method"]: r for r in table_csv_rows(out / "components-smoke.csv")}
 
 
 def test_table_numbers_equal_hand_computed_ones(tmp_path):
@@ -259,7 +259,7 @@ def test_holm_corrects_across_the_comparisons_of_a_table_and_the_marks_are_expla
     p = sorted([float(gmp["p"]), float(one["p"])])
     assert sorted([float(gmp["p_holm"]), float(one["p_holm"])]) == pytest.approx(
         [2 * p[0], max(2 * p[0], p[1])], rel=1e-2)  # 3 significant digits in the file
-    md = (tmp_path / "tables" / "components.md").read_text()
+    md = (tmp_path / "tables" / "components-smoke.md").read_text()
     assert "| 0.7200 † |" in md  # GMP's mean, at the constant prediction
     assert "Holm" in md and "80% power" in md and "†" in md
 
@@ -274,7 +274,7 @@ def test_the_sparsity_table_gives_the_train_dev_gap_with_intervals_and_tests(tmp
                    {"f1": train[cell.method][cell.seed]}, grid="sparsity")
     out = tmp_path / "tables"
     assert tables.main([*argv, "--results", str(tmp_path), "--out", str(out)]) == 0
-    got = {(r["method"], r["quantity"]): r for r in table_csv_rows(out / "sparsity.csv")}
+    got = {(r["method"], r["quantity"]): r for r in table_csv_rows(out / "sparsity-smoke.csv")}
     spd, gmp = got["SPD s0.9", "gap"], got["GMP s0.9", "gap"]
     assert float(spd["mean"]) == pytest.approx(0.15) and float(gmp["mean"]) == pytest.approx(0.35)
     assert float(got["GMP s0.9", "train"]["mean"]) == pytest.approx(0.975)
@@ -291,7 +291,7 @@ def test_p_is_left_empty_and_explained_where_every_seed_gives_the_same_result(tm
     # All RTE cells at 90% end at the majority class: identical pairs, an undefined t-test.
     fake_results(tmp_path, {"spd": SPD, "no_replacing": SPD})
     assert table_rows(tmp_path)["no progressive replacing (p = 1)"]["p"] == ""
-    md = (tmp_path / "tables" / "components.md").read_text()
+    md = (tmp_path / "tables" / "components-smoke.md").read_text()
     assert ("empty p: fewer than two shared seeds, or the same difference between the rows on "
             "every seed") in md
 
@@ -313,12 +313,12 @@ def test_tables_are_byte_identical_when_regenerated_and_name_their_provenance(tm
     first = {p.name: p.read_bytes() for p in out.iterdir()}
     assert tables.main(args) == 0
     assert {p.name: p.read_bytes() for p in out.iterdir()} == first
-    assert set(first) == {"components.md", "components.tex", "components.csv",
-                          "components.meta.json"}
-    md = first["components.md"].decode()
+    assert set(first) == {"components-smoke.md", "components-smoke.tex", "components-smoke.csv",
+                          "components-smoke.meta.json"}
+    md = first["components-smoke.md"].decode()
     assert "python -m ablations.tables components --profile smoke" in md and "--out" not in md
     assert "abc123" in md and "cpu" in md and "ttest_rel" in md and "**0.8200**" in md
-    assert r"\textbf{0.8200}" in first["components.tex"].decode()
+    assert r"\textbf{0.8200}" in first["components-smoke.tex"].decode()
 
 
 def test_the_footer_names_the_hardware_and_commit_of_every_resumed_segment(tmp_path):
@@ -331,7 +331,7 @@ def test_the_footer_names_the_hardware_and_commit_of_every_resumed_segment(tmp_p
     run.record(cell, "components", tmp_path)
     out = tmp_path / "tables"
     assert tables.main([*GRID, "--results", str(tmp_path), "--out", str(out)]) == 0
-    md = (out / "components.md").read_text()
+    md = (out / "components-smoke.md").read_text()
     assert "runs at commit abc123, def456;" in md and "hardware: cpu; cuda (H100)." in md
 
 
@@ -363,7 +363,7 @@ def test_a_row_only_the_records_hold_is_kept_and_the_footer_names_the_folder_rea
                                             "reference": None, "method": "retired"})
     rows = table_rows(tmp_path)
     assert rows["a retired row"]["n"] == "1" and rows["SPD"]["n"] == "3"
-    md = (tmp_path / "tables" / "components.md").read_text()
+    md = (tmp_path / "tables" / "components-smoke.md").read_text()
     assert f"under `{tmp_path}/cells/smoke/` alone" in md
 
 
@@ -377,9 +377,9 @@ def test_sparsity_and_overfitting_figures_are_drawn_from_results(tmp_path):
                 for e in (1, 2, 3)])
         out = tmp_path / "tables"
         assert tables.main([*argv, "--results", str(tmp_path), "--out", str(out)]) == 0
-        assert "| f1 | 0 |" not in (out / f"{name}.md").read_text()  # every cell counted
+        assert "| f1 | 0 |" not in (out / f"{name}-smoke.md").read_text()  # every cell counted
         for ext in ("png", "pdf"):
-            assert (tmp_path / "figures" / f"{name}.{ext}").stat().st_size > 1000
+            assert (tmp_path / "figures" / f"{name}-smoke.{ext}").stat().st_size > 1000
 
 
 def test_the_sparsity_figure_marks_the_teacher_its_cells_distilled_from(tmp_path):
@@ -455,19 +455,34 @@ def test_make_ablations_runs_the_issue_grids_and_remakes_the_committed_tables():
     def calls(module: str) -> list[list[str]]:
         return [shlex.split(x.split(f"-m {module} ", 1)[1]) for x in lines if f"-m {module} " in x]
 
-    runs = calls("ablations.run")
-    assert runs == calls("ablations.tables") and lines[-1].endswith("-m ablations.results_md")
-    assert {r[0] for r in runs} == {"components", "sparsity", "overfitting"}
+    def cells(argv: list[str]) -> set:
+        return {(c.task, c.method, c.sparsity, c.seed, c.profile)
+                for c in run.grid(run.parse(argv))}
+
+    runs, made = calls("ablations.run"), calls("ablations.tables")
+    assert lines[-1].endswith("-m ablations.results_md")
+    assert [r[0] for r in made] == ["components", "sparsity", "overfitting"]
     for argv in runs:
-        assert run.grid(run.parse(argv))  # valid options, a non-empty grid
+        assert cells(argv)  # valid options, a non-empty grid
+    # each table is made once, over every cell the runs before it ran (the default profile,
+    # cpu3; components also lists its 3-seed rows at seeds 3-4, empty)
+    for table in made:
+        assert cells(table) >= set().union(*(cells(r) for r in runs if r[0] == table[0]))
+
+    def stem(argv: list[str]) -> str:
+        args = run.parse(argv)
+        run.grid(args)
+        return tables.stem(args)
+
     committed = {md.stem: shlex.split(re.search(r"ablations\.tables ([^`]*)`", md.read_text())[1])
                  for md in (REPO / "ablations" / "tables").glob("*.md")}
-    # `make results` remakes every committed table (the budget study's too) and RESULTS.md.
+    # `make results` remakes every committed table (the budget study's and the earlier cpu
+    # recipe's too) and RESULTS.md.
     results = [shlex.split(x.split("-m ablations.tables ", 1)[1]) for x in subprocess.run(
         ["make", "-n", "results"], cwd=REPO, env=env, capture_output=True, text=True,
         check=True).stdout.splitlines() if "-m ablations.tables " in x]
-    assert [r for r in results if r[0] != "budget"] == runs
-    assert committed == {r[0]: r for r in results}
+    assert all(t in results for t in made)
+    assert committed == {stem(r): r for r in results}
 
 
 def test_every_committed_csv_reads_with_plain_pandas_and_has_numeric_columns():

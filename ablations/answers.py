@@ -1,0 +1,99 @@
+"""The paper's claims answered yes, no or unclear from the grids' rows (RESULTS.md).
+
+Each question compares two rows of one grid on one task, paired by seed: the mean paired
+difference, the two-sided paired t-test, its Holm correction across every question asked (the
+family is the list of claims), and the smallest difference the seeds could detect at 80% power.
+"yes": the difference goes the way the claim says and the Holm-corrected p is below 0.05; "no":
+it goes the other way, as significantly; "unclear": neither, and the detectable difference says
+what the seeds could have seen; "not run yet": no seed has both rows.
+"""
+from dataclasses import dataclass
+
+from ablations import stats
+
+ALPHA = 0.05
+
+
+@dataclass(frozen=True)
+class Question:
+    text: str  # the claim, e.g. "SPD beats GMP at 0.9"
+    grid: str
+    task: str
+    quantity: str  # dev, train or gap (ablations.tables)
+    row: str  # the label the claim is about
+    other: str  # the label it is compared with
+    direction: int  # +1: the claim says row > other; -1: row < other
+
+
+def questions(tasks: list[str]) -> list[Question]:
+    """The claims of the paper, per task: (1) SPD beats each competitor at 0.9; (2) without
+    distillation the train - dev gap grows with sparsity; (3) SPD shrinks it; (4) with a
+    better dev metric."""
+    out = []
+    for task in tasks:
+        out += [Question(f"SPD beats {name} at 0.9", "components", task, "dev", "SPD", label, +1)
+                for name, label in (("GMP", "no distillation (GMP, hard labels)"),
+                                    ("magnitude + distillation without replacing",
+                                     "no progressive replacing (p = 1)"),
+                                    ("movement + logit distillation",
+                                     "movement + logit distillation"))]
+        out += [Question("without distillation the train - dev gap grows from 0.5 to 0.9",
+                         "overfitting", task, "gap", "GMP s0.9", "GMP s0.5", +1),
+                Question("SPD's train - dev gap at 0.9 is smaller than GMP's", "overfitting",
+                         task, "gap", "SPD s0.9", "GMP s0.9", -1),
+                Question("SPD's dev metric at 0.9 is better than GMP's", "overfitting", task,
+                         "dev", "SPD s0.9", "GMP s0.9", +1)]
+    return out
+
+
+def _mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs)
+
+
+def answer(qs: list[Question], rows_of: dict) -> list[dict]:
+    """rows_of: {(grid, task, quantity, label): {seed: value}}. One answer per question: the
+    verdict and the figures it rests on, Holm-corrected across `qs`."""
+    found = []
+    for q in qs:
+        a = rows_of.get((q.grid, q.task, q.quantity, q.row), {})
+        b = rows_of.get((q.grid, q.task, q.quantity, q.other), {})
+        seeds = sorted(set(a) & set(b))
+        diff = _mean([a[s] - b[s] for s in seeds]) if seeds else None
+        found.append({"question": q, "n": len(seeds), "diff": diff, "p": stats.paired_p(a, b),
+                      "detectable": stats.detectable_difference(stats.paired_sd(a, b),
+                                                                len(seeds)),
+                      "row": a, "other": b})
+    for f, holm in zip(found, stats.holm([f["p"] for f in found])):
+        f["p_holm"] = holm
+        q = f["question"]
+        if holm is not None and holm < ALPHA:
+            f["verdict"] = "yes" if f["diff"] * q.direction > 0 else "no"
+        else:
+            f["verdict"] = "unclear" if f["n"] else "not run yet"
+    return found
+
+
+def _ci(values: dict) -> str:
+    from ablations.tables import Row
+
+    r = Row("", "", "", "", values, None, None)
+    if not r.n:
+        return "no run"
+    return f"{r.mean:.4f}" + (f" [{r.ci[0]:.4f}, {r.ci[1]:.4f}]" if r.ci else "") + f" (n {r.n})"
+
+
+def _g(x: float | None, fmt: str) -> str:
+    return "-" if x is None else format(x, fmt)
+
+
+def to_markdown(found: list[dict]) -> list[str]:
+    lines = ["| task | claim | answer | row: mean [95% CI] | compared with | mean paired "
+             "difference | p | p (Holm, all claims) | detectable difference (80% power) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for f in found:
+        q = f["question"]
+        lines.append(f"| {q.task} | {q.text} ({q.quantity}; {q.grid}) | **{f['verdict']}** | "
+                     f"{q.row}: {_ci(f['row'])} | {q.other}: {_ci(f['other'])} | "
+                     f"{_g(f['diff'], '+.4f')} (n {f['n']}) | {_g(f['p'], '.3g')} | "
+                     f"{_g(f['p_holm'], '.3g')} | {_g(f['detectable'], '.4f')} |")
+    return lines
