@@ -10,6 +10,7 @@ what the seeds could have seen; "not run yet": no seed has both rows.
 from dataclasses import dataclass
 
 from ablations import stats
+from ablations.tables import mean_ci
 
 ALPHA = 0.05
 
@@ -74,12 +75,7 @@ def answer(qs: list[Question], rows_of: dict) -> list[dict]:
 
 
 def _ci(values: dict) -> str:
-    from ablations.tables import Row
-
-    r = Row("", "", "", "", values, None, None)
-    if not r.n:
-        return "no run"
-    return f"{r.mean:.4f}" + (f" [{r.ci[0]:.4f}, {r.ci[1]:.4f}]" if r.ci else "") + f" (n {r.n})"
+    return f"{mean_ci(values)} (n {len(values)})" if values else "no run"
 
 
 def _g(x: float | None, fmt: str) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ablations import answers
 from ablations.registry import RESULTS, build_parser, grid
-from ablations.tables import Row, collect, load
+from ablations.tables import collect, load, mean_ci
 from spd import records, rundir
 from spd.presets import DEFAULT_PRESET
 from spd.tasks import get_task
@@ -24,14 +24,6 @@ RETENTION_BAR = 0.95
 PAIR_CAVEAT = ("all-MiniLM-L6-v2 was contrastively trained on sentence pairs including SNLI, "
                "MultiNLI and QQP, so its pair-task results (MRPC, STS-B) start from a model "
                "that has seen related pairs.")
-
-
-def _mean_ci(values: dict) -> str:
-    row = Row("", "", "", "", values, None, None)
-    if row.n == 0:
-        return ""
-    ci = row.ci
-    return f"{row.mean:.4f}" + ("" if ci is None else f" [{ci[0]:.4f}, {ci[1]:.4f}]")
 
 
 def _metrics(task: str) -> list[str]:
@@ -54,7 +46,7 @@ def headline(cells, finals) -> list[str]:
             mean = sum(values.values()) / len(values)
             wall = sum(f["wall_time_s"] for f in runs.values()) / len(runs) / 60
             sparsity = min(f["sparsity_realised"] for f in runs.values())
-            lines.append(f"| {task} | {metric} | {teacher:.4f} | {_mean_ci(values)} | "
+            lines.append(f"| {task} | {metric} | {teacher:.4f} | {mean_ci(values)} | "
                          f"{len(values)} | {mean / teacher:.3f} | "
                          f"{'yes' if mean >= RETENTION_BAR * teacher else 'no'} | {wall:.1f} | "
                          f"{sparsity:.4f} |")
@@ -74,7 +66,7 @@ def budget_table(cells, finals) -> list[str]:
         wall = sum(f["wall_time_s"] for f in runs.values()) / len(runs) / 60
         steps = sorted({f["steps"] for f in runs.values()})
         lines.append(f"| {task} | {label} | {', '.join(map(str, sorted(runs)))} | {m} "
-                     f"{_mean_ci(dev)} | {_mean_ci(train)} | {wall:.1f} | "
+                     f"{mean_ci(dev)} | {mean_ci(train)} | {wall:.1f} | "
                      f"{', '.join(map(str, steps))} |")
     return lines
 

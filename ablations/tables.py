@@ -78,6 +78,15 @@ class Row:
         return self.mean - half, self.mean + half
 
 
+def mean_ci(values: dict) -> str:
+    """"mean [95% CI]" of {seed: value} to 4 places ("" without values, no CI below 2)."""
+    row = Row("", "", "", "", values, None, None)
+    if row.n == 0:
+        return ""
+    ci = row.ci
+    return f"{row.mean:.4f}" + ("" if ci is None else f" [{ci[0]:.4f}, {ci[1]:.4f}]")
+
+
 def quantity(final: dict, name: str) -> float | None:
     m = final["main_metric"]
     dev, train = final["dev"][m], (final.get("train_subset") or {}).get(m)
