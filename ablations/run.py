@@ -145,6 +145,13 @@ def same_run(cell: Cell, config, results: Path) -> Path | None:
     return None
 
 
+def reusable(cell: Cell, config, results: Path) -> Path | None:
+    """The run `same_run` finds, for a cell where nothing started (one that did resumes)."""
+    if (cell.path(results) / rundir.CONFIG).is_file():
+        return None
+    return same_run(cell, config, results)
+
+
 def reuse(folder: Path, source: Path, results: Path) -> str:
     """Copy the result files of `source` into the cell `folder` (atomically, file by file),
     with reused_from.json naming it: "reused"; "locked" if another runner holds the cell."""
@@ -214,8 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         for cell in cells:
             config = cell_config(cell, results, args.model)
             state = finished_state(cell.path(results), config)
-            if state is None and not (cell.path(results) / rundir.CONFIG).is_file() \
-                    and same_run(cell, config, results):
+            if state is None and reusable(cell, config, results):
                 state = "reusable"
             states.append(state or "todo")
             if args.records_only:
@@ -243,8 +249,7 @@ def main(argv: list[str] | None = None) -> int:
                 if records.read(tdir) is None:
                     records.write(tdir, recipe=cell.profile)
             config = cell_config(cell, results, args.model)
-            started = (cell.path(results) / rundir.CONFIG).is_file()  # finished, or resumes
-            source = None if started else same_run(cell, config, results)
+            source = reusable(cell, config, results)
             state = (reuse(cell.path(results), source, results) if source else
                      run_claimed(cell.path(results), config,
                                  spd_args(cell, results, args.data_dir, args.model),

@@ -15,6 +15,23 @@ ALPHA, POWER = 0.05, 0.80
 ROUNDING = 1e-9  # paired differences that agree to this are one difference, not a spread
 
 
+def sd(xs: list[float]) -> float | None:
+    """The sample sd (n - 1); None below 2 values."""
+    if len(xs) < 2:
+        return None
+    m = sum(xs) / len(xs)
+    return math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
+
+
+def ci95(xs: list[float]) -> tuple[float, float] | None:
+    """The 95% Student-t interval of the mean (mean +- t_{0.975, n-1} sd / sqrt(n))."""
+    if len(xs) < 2:
+        return None
+    mean = sum(xs) / len(xs)
+    half = stats.t.ppf(0.975, len(xs) - 1) * sd(xs) / math.sqrt(len(xs))
+    return mean - half, mean + half
+
+
 def _pairs(a: dict, b: dict) -> list[float]:
     return [a[s] - b[s] for s in sorted(set(a) & set(b))]
 
@@ -22,21 +39,17 @@ def _pairs(a: dict, b: dict) -> list[float]:
 def paired_p(a: dict, b: dict) -> float | None:
     """Two-sided paired t-test over the seeds both have; None below 2 pairs or when undefined
     (the same difference on every seed, to rounding: t = 0 / 0)."""
-    diffs = _pairs(a, b)
+    seeds = sorted(set(a) & set(b))
+    diffs = [a[s] - b[s] for s in seeds]
     if len(diffs) < 2 or max(diffs) - min(diffs) <= ROUNDING:
         return None
-    seeds = sorted(set(a) & set(b))
     p = float(stats.ttest_rel([a[s] for s in seeds], [b[s] for s in seeds]).pvalue)
     return p if math.isfinite(p) else None
 
 
 def paired_sd(a: dict, b: dict) -> float | None:
     """The sample sd (n - 1) of the paired differences; None below 2 pairs."""
-    diffs = _pairs(a, b)
-    if len(diffs) < 2:
-        return None
-    m = sum(diffs) / len(diffs)
-    return math.sqrt(sum((d - m) ** 2 for d in diffs) / (len(diffs) - 1))
+    return sd(_pairs(a, b))
 
 
 def _power(effect: float, n: int, alpha: float) -> float:
@@ -79,10 +92,5 @@ def at_baseline(values: dict, baseline: float | None) -> bool:
     if baseline is None or not values:
         return False
     xs = list(values.values())
-    mean = sum(xs) / len(xs)
-    if mean <= baseline:
-        return True
-    if len(xs) < 2:
-        return False
-    sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1))
-    return bool(mean - stats.t.ppf(0.975, len(xs) - 1) * sd / math.sqrt(len(xs)) <= baseline)
+    ci = ci95(xs)
+    return sum(xs) / len(xs) <= baseline or (ci is not None and bool(ci[0] <= baseline))

@@ -21,12 +21,9 @@ Figures (seaborn, PNG and PDF; `ablations/figures.py`) go to `ablations/figures/
 """
 import csv
 import io
-import math
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
-
-from scipy import stats
 
 from ablations import stats as paired
 from ablations.figures import (budget_figure, constant_metric, overfitting_figure,
@@ -65,17 +62,11 @@ class Row:
 
     @property
     def sd(self) -> float | None:
-        if self.n < 2:
-            return None
-        m = self.mean
-        return math.sqrt(sum((v - m) ** 2 for v in self.values.values()) / (self.n - 1))
+        return paired.sd(list(self.values.values()))
 
     @property
     def ci(self) -> tuple[float, float] | None:
-        if self.n < 2:
-            return None
-        half = stats.t.ppf(0.975, self.n - 1) * self.sd / math.sqrt(self.n)
-        return self.mean - half, self.mean + half
+        return paired.ci95(list(self.values.values()))
 
 
 def mean_ci(values: dict) -> str:
