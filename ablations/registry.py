@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spd.arguments import OneLineParser
+from spd.overrides import overrides_between
 from spd.presets import distil_recipe, spd_config
 from spd.errors import bad_value
 from spd.tasks import get_task
@@ -153,7 +154,11 @@ BUDGET_CAPS = {"sst2": ["stages.max_steps=5000"]}
 
 
 def _budget_method(kw: dict):
-    return lambda task, profile: [*distil_recipe(**kw), *BUDGET_CAPS.get(task, [])]
+    """The `--set` list that turns the profile's preset into the recipe `kw` (and its cap)."""
+    def overrides(task: str, profile: str) -> list[str]:
+        base = spd_config(task, "", profile)
+        return [*overrides_between(base, distil_recipe(base, **kw)), *BUDGET_CAPS.get(task, [])]
+    return overrides
 
 
 for _name, _kw in BUDGET_VARIANTS.items():

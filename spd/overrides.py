@@ -91,6 +91,25 @@ def _set(cls, values: dict, path: list[str], value: str, key: str) -> None:
         values[f.name] = _parse(key, value, f.type)
 
 
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
+    return out
+
+
+def _text(value) -> str:
+    return str(value).lower() if isinstance(value, bool) else repr(value) if isinstance(
+        value, float) else str(value)
+
+
+def overrides_between(base, cfg) -> list[str]:
+    """The `--set` overrides that turn `base` into `cfg` (two configs of one class): one per
+    field that differs, in field order, so that `apply_overrides(base, ...)` gives `cfg`."""
+    old, new = _flat(to_dict(base)), _flat(to_dict(cfg))
+    return [f"{k}={_text(v)}" for k, v in new.items() if v != old[k]]
+
+
 def apply_overrides(cfg, overrides: list[str]):
     """Apply `key=value` strings (dotted keys for nested sections) to a frozen config.
 

@@ -1,4 +1,5 @@
 """ablations/: the registry, the runner (skip finished cells, locks, shards) on tiny grids."""
+import dataclasses
 import json
 import math
 import os
@@ -343,7 +344,9 @@ def test_a_changed_preset_keeps_the_rows_of_the_runs_made_with_the_old_one(tmp_p
     before = table_rows(tmp_path)
     from spd import presets
 
-    monkeypatch.setitem(presets.SPD_PRESETS, "smoke", [*presets.SPD_PRESETS["smoke"], "optim.lr=1"])
+    smoke = presets.SPD_PRESETS["smoke"]
+    monkeypatch.setitem(presets.SPD_PRESETS, "smoke",
+                        lambda c: dataclasses.replace(smoke(c), optim=dataclasses.replace(smoke(c).optim, lr=1.0)))
     cell = next(c for c in run.grid(run.parse(GRID)) if c.method == "spd")
     assert run.finished_state(cell.path(tmp_path), run.cell_config(cell, tmp_path, None)) is None
     assert table_rows(tmp_path) == before and before["SPD"]["n"] == "3"

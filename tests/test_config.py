@@ -109,3 +109,44 @@ def test_nm_pattern_needs_its_own_sparsity_and_per_matrix_scope():
                             (["prune.pattern=4:2"], "'4:2'")):
         with pytest.raises(SpdError, match=word):
             spd_config("mrpc", "t", "cpu", overrides)
+
+
+# Presets are functions of the base config made with dataclasses.replace (typed: a misspelt
+# field is a TypeError where the preset is written); a grid row's `--set` list is derived from a
+# config by `overrides_between`, which must reproduce it exactly.
+from spd import presets  # noqa: E402
+from spd.overrides import overrides_between  # noqa: E402
+
+TASKS = ["mrpc", "stsb", "sst2", "rte"]
+
+
+@pytest.mark.parametrize("name", sorted(SPD_PRESETS))
+def test_spd_presets_are_replacements_of_the_base_config(name):
+    base = SPDConfig(task="mrpc", teacher="t")
+    made = SPD_PRESETS[name](base)
+    assert isinstance(made, SPDConfig) and dataclasses.replace(made) == made
+    assert spd_config("mrpc", "t", name) == apply_overrides(made, [])
+
+
+@pytest.mark.parametrize("name", sorted(presets.FINETUNE_PRESETS))
+def test_finetune_presets_are_replacements_of_the_base_config(name):
+    made = presets.FINETUNE_PRESETS[name](FinetuneConfig(task="rte"))
+    assert isinstance(made, FinetuneConfig)
+    assert presets.finetune_config("rte", None, name) == apply_overrides(made, [])
+
+
+@given(st.sampled_from(sorted(SPD_PRESETS)), st.sampled_from(sorted(SPD_PRESETS)),
+       st.sampled_from(TASKS))
+def test_overrides_between_two_configs_turn_one_into_the_other(a, b, task):
+    base, other = spd_config(task, "t", a), spd_config(task, "t", b)
+    overrides = overrides_between(base, other)
+    assert apply_overrides(base, overrides) == other
+    assert config_hash(apply_overrides(base, overrides)) == config_hash(other)
+    assert (overrides == []) == (base == other)
+
+
+@given(st.floats(1e-7, 1.0), st.floats(0.5, 60), st.booleans(), st.sampled_from(TASKS))
+def test_a_distillation_recipe_as_overrides_is_the_recipe(lr, epochs, restart, task):
+    base = spd_config(task, "t", "cpu")
+    recipe = presets.distil_recipe(base, epochs=epochs, lr=lr, restart=restart)
+    assert apply_overrides(base, overrides_between(base, recipe)) == apply_overrides(recipe, [])
