@@ -13,7 +13,7 @@ from pathlib import Path
 
 from spd.arguments import OneLineParser
 from spd.overrides import overrides_between
-from spd.presets import distil_recipe, spd_config
+from spd.presets import distil_recipe, finetune_config, spd_config
 from spd.errors import bad_value
 from spd.tasks import get_task
 
@@ -100,7 +100,16 @@ method("constant_p0.5", ["replace.schedule=constant", "replace.p_0=0.5"])
 method("constant_p0.8", ["replace.schedule=constant", "replace.p_0=0.8"])
 method("global", ["prune.scope=global"])
 method("random", ["prune.criterion=random"])
-method("dense", [])  # fine-tuning; overrides apply to the FinetuneConfig
+
+
+@method("dense")
+def _dense(task: str, profile: str) -> list[str]:
+    """Dense fine-tuning (overrides of the FinetuneConfig), evaluated at least ten times so
+    that the overfitting curves have as many points as the pruned runs' ten epochs."""
+    cfg = finetune_config(task, None, profile)
+    steps = cfg.optim.epochs * math.ceil(get_task(task).sizes["train"] / cfg.data.batch_size)
+    steps = min(steps, cfg.optim.max_steps or steps)
+    return [f"eval_every={max(1, steps // 10)}"]
 
 
 @method("official_readme")

@@ -49,6 +49,25 @@ def test_methods_mean_what_their_names_say():
     assert linear["p_0"] + linear["slope"] * graft_end == pytest.approx(1.0, abs=1e-5)
 
 
+@pytest.mark.parametrize("task", ["mrpc", "stsb"])
+def test_every_overfitting_run_is_evaluated_at_least_ten_times(task):
+    """Issue 23: train-subset and dev curves at ten or more evaluations per run."""
+    from spd.tasks import get_task
+
+    per_epoch = math.ceil(get_task(task).sizes["train"] / 32)
+    for cell in registry.ABLATIONS["overfitting"]([task], [0], "cpu3"):
+        cfg = run.cell_config(cell, registry.RESULTS, None)
+        assert cfg.data.batch_size == 32
+        if cell.kind == "finetune":
+            steps = cfg.optim.epochs * per_epoch
+        else:
+            st = cfg.stages
+            assert st.unit == "epochs" and st.max_steps == 0
+            steps = round((st.prune + st.graft + st.finetune) * per_epoch)
+        evaluations = math.ceil(steps / (cfg.eval_every or per_epoch))
+        assert evaluations >= 10, (cell.key, evaluations)
+
+
 def runner_args(tiny_model_dir, small_glue, results, *extra) -> list[str]:
     return ["components", "--profile", "smoke", "--tasks", "rte", "--seeds", "1",
             "--methods", "spd", "gmp", "--model", str(tiny_model_dir), "--data-dir",
