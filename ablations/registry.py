@@ -102,12 +102,16 @@ method("global", ["prune.scope=global"])
 method("random", ["prune.criterion=random"])
 
 
+def _steps_per_epoch(task: str, batch_size: int) -> int:
+    return math.ceil(get_task(task).sizes["train"] / batch_size)
+
+
 @method("dense")
 def _dense(task: str, profile: str) -> list[str]:
     """Dense fine-tuning (overrides of the FinetuneConfig), evaluated at least ten times so
     that the overfitting curves have as many points as the pruned runs' ten epochs."""
     cfg = finetune_config(task, None, profile)
-    steps = cfg.optim.epochs * math.ceil(get_task(task).sizes["train"] / cfg.data.batch_size)
+    steps = cfg.optim.epochs * _steps_per_epoch(task, cfg.data.batch_size)
     steps = min(steps, cfg.optim.max_steps or steps)
     return [f"eval_every={max(1, steps // 10)}"]
 
@@ -129,7 +133,7 @@ def _linear(task: str, profile: str) -> list[str]:
     """p from p_0 = 0.5 rising linearly to 1 at the end of the graft stage (three_stage's end
     points, one straight line instead of flat-then-ramp)."""
     cfg = spd_config(task, "", profile)
-    steps_per_epoch = math.ceil(get_task(task).sizes["train"] / cfg.data.batch_size)
+    steps_per_epoch = _steps_per_epoch(task, cfg.data.batch_size)
     st = cfg.stages
     graft_end = st.prune + st.graft if st.unit == "steps" else round(
         (st.prune + st.graft) * steps_per_epoch)
