@@ -3,19 +3,19 @@
     python -m ablations.tables NAME [--tasks T ...] [--seeds N] [--profile cpu] [--results DIR]
                                     [--out DIR]
 
-For each task, method and quantity (the dev main metric; for `sparsity` and `overfitting` also
-the train-subset metric and the train - dev gap, all of the final student): the mean and sample
-standard deviation over the finished seeds, n, a 95% Student-t confidence interval (mean +-
-t_{0.975, n-1} sd / sqrt(n)) and a two-sided paired t-test (scipy.stats.ttest_rel, paired by
-seed, over the seeds both rows have; empty below two of them or when the difference between the
-rows is the same on every seed, to rounding, where it is undefined) against the row's reference
-(full SPD unless the grid says otherwise), with its Holm-corrected p across the table's
-comparisons and the smallest difference the seeds could detect (`ablations.stats`); a mark (†)
-on dev metrics at or within noise of the constant prediction. The best mean per task and quantity is marked
-(higher is better for every GLUE metric; for the gap, the smallest). Unfinished cells are left
-out (n says how many seeds made it); a row with no finished seed is left empty. The values come
-from the runs' records (`record.json`, spd.records) alone: a changed preset adds rows and never
-empties old ones. No time stamps: the same records give byte-identical files.
+For each task, method and quantity (the dev main metric; for `sparsity`, `overfitting` and `gmp_lr`
+also the train-subset metric and the train - dev gap, all of the final student): the mean and
+sample standard deviation over the finished seeds, n, a 95% Student-t confidence interval (mean +-
+t_{0.975, n-1} sd / sqrt(n)) and a two-sided paired t-test (scipy.stats.ttest_rel, paired by seed,
+over the seeds both rows have; empty below two of them or when the difference between the rows is
+the same on every seed, to rounding, where it is undefined) against the row's reference (full SPD
+unless the grid says otherwise), with its Holm-corrected p across the table's comparisons and the
+smallest difference the seeds could detect (`ablations.stats`); a mark (†) on dev metrics at or
+within noise of the constant prediction. The best mean per task and quantity is marked (higher is
+better for every GLUE metric; for the gap, the smallest). Unfinished cells are left out (n says how
+many seeds made it); a row with no finished seed is left empty. The values come from the runs'
+records (`record.json`, spd.records) alone: a changed preset adds rows and never empties old ones.
+No time stamps: the same records give byte-identical files.
 Figures (seaborn, PNG and PDF; `ablations/figures.py`) go to `ablations/figures/` for
 `sparsity` and `overfitting`.
 """
@@ -35,7 +35,7 @@ from spd.errors import SpdError, output_folder
 from spd.tasks import get_task
 
 TABLES, FIGURES = Path("ablations/tables"), Path("ablations/figures")
-QUANTITIES = {name: ("dev", "train", "gap") for name in ("sparsity", "overfitting")}
+QUANTITIES = {name: ("dev", "train", "gap") for name in ("sparsity", "overfitting", "gmp_lr")}
 CLOSEST_TO_ZERO = {"gap"}  # the best train - dev gap is the smallest in size, not the most negative
 
 

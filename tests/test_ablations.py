@@ -49,6 +49,20 @@ def test_methods_mean_what_their_names_say():
     assert linear["p_0"] + linear["slope"] * graft_end == pytest.approx(1.0, abs=1e-5)
 
 
+def test_the_gmp_learning_rate_grid_changes_the_learning_rate_alone():
+    """GMP's lr is chosen on dev as SPD's was; each row is GMP with only optim.lr changed, and
+    the row at the profile's lr is the components grid's GMP cell itself (reused, not rerun)."""
+    cells = registry.ABLATIONS["gmp_lr"](["stsb"], [0], "cpu3")
+    gmp = to_dict(run.cell_config(cells[0], registry.RESULTS, None))
+    assert cells[0].method == "gmp" and gmp["optim"]["lr"] == 1e-3
+    lrs = []
+    for c in cells[1:]:
+        cfg = to_dict(run.cell_config(c, registry.RESULTS, None))
+        lrs.append(cfg["optim"]["lr"])
+        assert cfg | {"optim": cfg["optim"] | {"lr": 1e-3}} == gmp  # nothing else differs
+    assert sorted(lrs) == [1e-4, 3e-4]
+
+
 @pytest.mark.parametrize("task", ["mrpc", "stsb"])
 def test_every_overfitting_run_is_evaluated_at_least_ten_times(task):
     """Issue 23: train-subset and dev curves at ten or more evaluations per run."""
@@ -483,7 +497,7 @@ def test_make_ablations_runs_the_issue_grids_and_remakes_the_committed_tables():
 
     runs, made = calls("ablations.run"), calls("ablations.tables")
     assert lines[-1].endswith("-m ablations.results_md")
-    assert [r[0] for r in made] == ["components", "sparsity", "overfitting"]
+    assert [r[0] for r in made] == ["components", "gmp_lr", "sparsity", "overfitting"]
     for argv in runs:
         assert cells(argv)  # valid options, a non-empty grid
     # each table is made once, over every cell the runs before it ran (the default profile,
