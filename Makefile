@@ -46,13 +46,13 @@ teachers: install
 # 2-core CPU; resumable: run it again to continue; cells identical to a committed run are reused),
 # then their tables and figures and RESULTS.md.
 ablations: install
-	$(PY) -m ablations.run components --seeds 5 --methods spd gmp no_replacing movement
+	$(PY) -m ablations.run components --seeds 5 --methods spd gmp_lr3e-4 no_replacing movement
 	$(PY) -m ablations.run gmp_lr --seeds 1
 	$(PY) -m ablations.run components --seeds 3
 	$(PY) -m ablations.run sparsity --seeds 3
 	$(PY) -m ablations.run overfitting --seeds 3
 	$(PY) -m ablations.tables components --seeds 5
-	$(PY) -m ablations.tables gmp_lr --seeds 1
+	$(PY) -m ablations.tables gmp_lr --seeds 3 --tasks stsb mrpc
 	$(PY) -m ablations.tables sparsity --seeds 3
 	$(PY) -m ablations.tables overfitting --seeds 3
 	$(PY) -m ablations.results_md
@@ -67,7 +67,7 @@ budget: install
 # default recipe, the budget study, and the grids of the earlier cpu recipe (*-cpu).
 results: install
 	$(PY) -m ablations.tables components --seeds 5
-	$(PY) -m ablations.tables gmp_lr --seeds 1
+	$(PY) -m ablations.tables gmp_lr --seeds 3 --tasks stsb mrpc
 	$(PY) -m ablations.tables sparsity --seeds 3
 	$(PY) -m ablations.tables overfitting --seeds 3
 	$(PY) -m ablations.tables budget --seeds 3 --tasks mrpc stsb sst2

@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 
 from ablations import answers
-from ablations.registry import RESULTS, build_parser, grid
+from ablations.registry import GMP_LR, RESULTS, build_parser, grid
 from ablations.tables import collect, load, mean_ci
 from spd import records, rundir
-from spd.presets import DEFAULT_PRESET
+from spd.presets import DEFAULT_PRESET, spd_config
 from spd.tasks import get_task
 
 BUDGET_TASKS = ["mrpc", "stsb", "sst2"]
@@ -95,7 +95,8 @@ def parity(finals) -> list[str]:
 TEACHER_TASKS = ("mrpc", "stsb", "sst2", "rte", "cola")
 # The committed grid tables, by file stem: `python -m ablations.tables OPTIONS` makes each
 # (the same lines as `make results`).
-GRIDS = {"components": "components --seeds 5", "gmp_lr": "gmp_lr --seeds 1",
+GRIDS = {"components": "components --seeds 5",
+         "gmp_lr": "gmp_lr --seeds 3 --tasks stsb mrpc",
          "sparsity": "sparsity --seeds 3", "overfitting": "overfitting --seeds 3"}
 EARLIER_GRIDS = {"components-cpu": "components --profile cpu --seeds 3 --tasks mrpc rte",
                  "sparsity-cpu": "sparsity --profile cpu --seeds 3 --tasks mrpc",
@@ -191,7 +192,10 @@ def render(cells, finals, results: Path, tables: Path = Path("ablations/tables")
         "`make ablations` runs the cells (the four main components rows on 5 seeds, GMP's "
         "learning rate chosen on STS-B dev with seed 0 as SPD's was (`gmp_lr`), every other "
         "row on 3; MRPC and STS-B; a cell identical to a committed run, such as SPD at 0.9, "
-        "reuses it) and remakes these tables. Empty rows are cells not run yet.", "",
+        "reuses it) and remakes these tables. Empty rows are cells not run yet. Every GMP "
+        f"row runs at the lr `gmp_lr` chose for GMP, {GMP_LR[DEFAULT_PRESET]} (SPD's: "
+        f"{spd_config('stsb', '', DEFAULT_PRESET).optim.lr:g}); GMP at SPD's lr is in the "
+        "`gmp_lr` table.", "",
         "### The paper's claims, answered", "",
         "Each claim compares two rows on one task, paired by seed. **yes**: the difference "
         "goes the claimed way with a Holm-corrected p below 0.05 (Holm across every claim in "

@@ -63,6 +63,21 @@ def test_the_gmp_learning_rate_grid_changes_the_learning_rate_alone():
     assert sorted(lrs) == [1e-4, 3e-4]
 
 
+@pytest.mark.parametrize("profile", registry.PROFILES)
+def test_the_grids_run_gmp_at_the_lr_chosen_for_it_where_one_was(profile):
+    """GMP's rows of components, sparsity and overfitting are GMP at the lr that the gmp_lr
+    grid chose for the profile, or at the profile's own lr where none was chosen."""
+    gmp = registry.Cell("stsb", "gmp", 0.9, 0, profile, "x")
+    want = to_dict(run.cell_config(gmp, registry.RESULTS, None))
+    if profile in registry.GMP_LR:
+        want["optim"]["lr"] = float(registry.GMP_LR[profile])
+    for name in ("components", "sparsity", "overfitting"):
+        cells = [c for c in registry.ABLATIONS[name](["stsb"], [0], profile)
+                 if c.sparsity == 0.9 and "GMP" in c.label and "lr" not in c.label]
+        assert len(cells) == 1, name
+        assert to_dict(run.cell_config(cells[0], registry.RESULTS, None)) == want, name
+
+
 @pytest.mark.parametrize("task", ["mrpc", "stsb"])
 def test_every_overfitting_run_is_evaluated_at_least_ten_times(task):
     """Issue 23: train-subset and dev curves at ten or more evaluations per run."""
