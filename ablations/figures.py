@@ -62,6 +62,13 @@ def _references(ax, finals: dict, task: str, metric: str, bar: bool = False) -> 
                    label="constant prediction (majority class / train mean)")
 
 
+def series(cell: Cell) -> str:
+    """The curve a row belongs to: its label without the sparsity suffix ("GMP s0.9": "GMP"),
+    so that a method key such as gmp_lr3e-4 never names a curve."""
+    suffix = f" s{cell.sparsity:g}" if cell.sparsity is not None else None
+    return cell.label.removesuffix(suffix) if suffix else cell.label
+
+
 def sparsity_figure(cells: list[Cell], rows, finals: dict, out: Path,
                     name: str = "sparsity") -> list[Path]:
     """rows: ablations.tables.Row of the `sparsity` grid; the dev metric (top, beside the
@@ -69,7 +76,7 @@ def sparsity_figure(cells: list[Cell], rows, finals: dict, out: Path,
     sparsity, per method, with 95% intervals over seeds."""
     plt, _ = _setup()
     s_of = {(c.task, c.label): c.sparsity for c in cells}
-    method_of = {(c.task, c.label): c.method.upper() for c in cells}
+    method_of = {(c.task, c.label): series(c) for c in cells}
     tasks = sorted({r.task for r in rows})
     quantities = [q for q in ("dev", "gap") if any(r.quantity == q for r in rows)]
     fig, axes = plt.subplots(len(quantities), len(tasks), squeeze=False, layout="constrained",
@@ -102,11 +109,11 @@ def overfitting_figure(cells: list[Cell], rows, finals: dict, out: Path,
 
     plt, sns = _setup()
     tasks = sorted({c.task for c in cells})
-    # One colour per row label and per method in every panel, whichever rows have results.
+    # One colour per row label and per series in every panel, whichever rows have results.
     labels = list(dict.fromkeys(c.label for c in cells))
-    methods = list(dict.fromkeys(c.method for c in cells))
+    methods = list(dict.fromkeys(series(c) for c in cells))
     label_colour = dict(zip(labels, sns.color_palette(n_colors=len(labels))))
-    method_colour = {m: label_colour[next(c.label for c in cells if c.method == m)]
+    method_colour = {m: label_colour[next(c.label for c in cells if series(c) == m)]
                      for m in methods}
     fig, axes = plt.subplots(len(tasks), 2, figsize=(12, 3.8 * len(tasks)), squeeze=False,
                              layout="constrained")
@@ -126,7 +133,7 @@ def overfitting_figure(cells: list[Cell], rows, finals: dict, out: Path,
             _references(ax_curve, finals, task, get_task(task).main_metric)
             sns.move_legend(ax_curve, "upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
         ax_curve.set_title(f"{task}: train subset and dev during training (seed 0)")
-        s_of = {c.label: (c.sparsity or 0.0, c.method) for c in cells if c.task == task}
+        s_of = {c.label: (c.sparsity or 0.0, series(c)) for c in cells if c.task == task}
         gaps = [{"sparsity": s_of[r.label][0], "method": s_of[r.label][1], "gap": r.mean}
                 for r in rows if r.task == task and r.quantity == "gap" and r.n]
         if gaps:

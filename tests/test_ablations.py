@@ -433,6 +433,18 @@ def test_sparsity_and_overfitting_figures_are_drawn_from_results(tmp_path):
             assert (tmp_path / "figures" / f"{name}-smoke.{ext}").stat().st_size > 1000
 
 
+def test_figures_name_a_series_by_its_rows_label_not_its_method_key():
+    """GMP under cpu3 is method gmp_lr3e-4; its curves are still "GMP", one per sparsity."""
+    from ablations import figures
+
+    cell = registry.Cell("stsb", "gmp_lr3e-4", 0.9, 0, "cpu3", "GMP s0.9")
+    assert figures.series(cell) == "GMP"
+    assert figures.series(dataclasses.replace(cell, method="spd", sparsity=0.95,
+                                              label="SPD s0.95")) == "SPD"
+    dense = dataclasses.replace(cell, method="dense", sparsity=None, label="dense fine-tuning")
+    assert figures.series(dense) == "dense fine-tuning"
+
+
 def test_the_sparsity_figure_marks_the_teacher_its_cells_distilled_from(tmp_path):
     from ablations import figures
 
