@@ -76,20 +76,20 @@ def sparsity_figure(cells: list[Cell], rows, finals: dict, out: Path,
     sparsity, per method, with 95% intervals over seeds."""
     plt, _ = _setup()
     s_of = {(c.task, c.label): c.sparsity for c in cells}
-    method_of = {(c.task, c.label): series(c) for c in cells}
+    series_of = {(c.task, c.label): series(c) for c in cells}
     tasks = sorted({r.task for r in rows})
     quantities = [q for q in ("dev", "gap") if any(r.quantity == q for r in rows)]
     fig, axes = plt.subplots(len(quantities), len(tasks), squeeze=False, layout="constrained",
                              figsize=(5 * len(tasks), 3.5 * len(quantities)))
     for ax, (q, task) in zip(axes.flat, [(q, t) for q in quantities for t in tasks]):
         mine = [r for r in rows if r.task == task and r.quantity == q and r.n]
-        for method in sorted({method_of[(task, r.label)] for r in mine}):
+        for curve in sorted({series_of[(task, r.label)] for r in mine}):
             pts = sorted((s_of[(task, r.label)], r) for r in mine
-                         if method_of[(task, r.label)] == method)
+                         if series_of[(task, r.label)] == curve)
             xs, ms = [s for s, _ in pts], [r.mean for _, r in pts]
             lo = [m - (r.ci[0] if r.ci else m) for m, (_, r) in zip(ms, pts)]
             hi = [(r.ci[1] if r.ci else m) - m for m, (_, r) in zip(ms, pts)]
-            ax.errorbar(xs, ms, yerr=[lo, hi], marker="o", capsize=3, label=method)
+            ax.errorbar(xs, ms, yerr=[lo, hi], marker="o", capsize=3, label=curve)
         metric = next((r.metric for r in rows if r.task == task), "")
         if q == "dev":
             _references(ax, finals, task, metric)

@@ -92,16 +92,23 @@ method("no_replacing", PURE_STUDENT)
 method("gmp", [*PURE_STUDENT, *HARD_LABELS_ONLY])
 # GMP at learning rates of its own (the `gmp_lr` grid): cpu3's 1e-3 was chosen for SPD.
 GMP_LRS = ("3e-4", "1e-4")
-for _lr in GMP_LRS:
-    method(f"gmp_lr{_lr}", [*PURE_STUDENT, *HARD_LABELS_ONLY, f"optim.lr={_lr}"])
 # The lr the `gmp_lr` grid chose, by profile (STS-B dev at 0.9, seed 0; ablations/LOG.md): the
 # other grids' GMP rows run at it; a profile without one runs GMP at its own lr.
 GMP_LR = {"cpu3": "3e-4"}
 
 
+def _gmp_at(lr: str) -> str:
+    """The method key of GMP at learning rate `lr` (one of GMP_LRS)."""
+    return f"gmp_lr{lr}"
+
+
 def _gmp(profile: str) -> str:
     """The method of the grids' GMP rows under `profile`."""
-    return f"gmp_lr{GMP_LR[profile]}" if profile in GMP_LR else "gmp"
+    return _gmp_at(GMP_LR[profile]) if profile in GMP_LR else "gmp"
+
+
+for _lr in GMP_LRS:
+    method(_gmp_at(_lr), [*PURE_STUDENT, *HARD_LABELS_ONLY, f"optim.lr={_lr}"])
 method("logits_only", ["loss.hidden=0", "loss.attention=0"])
 # Movement pruning with logit distillation (Sanh et al. 2020), the paper's main competitor:
 # the student alone, top-k of the accumulated -W * dL/dW per matrix on the same schedule.
@@ -246,13 +253,18 @@ def sparsity(tasks, seeds, profile) -> list[Cell]:
     return _cells(rows, tasks, seeds, profile)
 
 
+def profile_lr(profile: str) -> float:
+    """The learning rate of the profile's SPD recipe (the same for every task)."""
+    return spd_config("stsb", "", profile).optim.lr
+
+
 @ablation("gmp_lr", ["stsb"])
 def gmp_lr(tasks, seeds, profile) -> list[Cell]:
     """GMP's learning rate chosen on STS-B dev at 0.9 as the profile's was chosen for SPD: at
     cpu3's lr (1e-3) GMP sits at the constant prediction for most of the run."""
-    reference = f"GMP lr {spd_config(tasks[0], '', profile).optim.lr:g} (the profile's)"
+    reference = f"GMP lr {profile_lr(profile):g} (the profile's)"
     rows = [(reference, "gmp", 0.9, None),
-            *[(f"GMP lr {float(lr):g}", f"gmp_lr{lr}", 0.9, reference) for lr in GMP_LRS]]
+            *[(f"GMP lr {float(lr):g}", _gmp_at(lr), 0.9, reference) for lr in GMP_LRS]]
     return _cells(rows, tasks, seeds, profile)
 
 

@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 
 from ablations import answers
-from ablations.registry import GMP_LR, RESULTS, build_parser, grid
+from ablations.registry import GMP_LR, RESULTS, build_parser, grid, profile_lr
 from ablations.tables import collect, load, mean_ci
 from spd import records, rundir
-from spd.presets import DEFAULT_PRESET, spd_config
+from spd.presets import DEFAULT_PRESET
 from spd.tasks import get_task
 
 BUDGET_TASKS = ["mrpc", "stsb", "sst2"]
@@ -194,7 +194,7 @@ def render(cells, finals, results: Path, tables: Path = Path("ablations/tables")
         "row on 3; MRPC and STS-B; a cell identical to a committed run, such as SPD at 0.9, "
         "reuses it) and remakes these tables. Empty rows are cells not run yet. Every GMP "
         f"row runs at the lr `gmp_lr` chose for GMP, {GMP_LR[DEFAULT_PRESET]} (SPD's: "
-        f"{spd_config('stsb', '', DEFAULT_PRESET).optim.lr:g}); GMP at SPD's lr is in the "
+        f"{profile_lr(DEFAULT_PRESET):g}); GMP at SPD's lr is in the "
         "`gmp_lr` table.", "",
         "### The paper's claims, answered", "",
         "Each claim compares two rows on one task, paired by seed. **yes**: the difference "
