@@ -198,12 +198,45 @@ def bounds_section(records: list[dict]) -> list[str]:
     return [*lines, "", f"![statement D and module errors during training]({BOUNDS_PLOT})", ""]
 
 
-def run_report(final: dict, records: list[dict]) -> str:
-    """report.md of an SPD run: teacher vs student, sparsity, the train/dev gap, the plots."""
+DISTILLATION_TERMS = ("hidden", "attention", "prediction")
+
+
+def _replaced(config: dict) -> bool:
+    r = config["replace"]
+    return not (r["schedule"] == "constant" and r["p_0"] == 1)
+
+
+def method_name(config: dict) -> str:
+    """What a run of the pruning trainer was, from its config (`config.json`): SPD when the
+    teacher is distilled from and student layers are grafted into it, else the criterion's
+    pruning with or without distillation (GMP is magnitude pruning without distillation)."""
+    distilled = any(config["loss"][t] for t in DISTILLATION_TERMS)
+    criterion = config["prune"]["criterion"]
+    if distilled and _replaced(config):
+        return "SPD" if criterion == "magnitude" else f"SPD ({criterion} criterion)"
+    return (f"{criterion.capitalize()} pruning {'with' if distilled else 'without'} distillation"
+            f"{', with replacing' if _replaced(config) else ''}")
+
+
+def method_line(config: dict) -> str:
+    """The loss terms and the replacing schedule a run trained with, in one sentence."""
+    loss, r = config["loss"], config["replace"]
+    terms = " + ".join(f"{t} {loss[t]:g}" for t in (*DISTILLATION_TERMS, "hard") if loss[t])
+    slope = f", slope {r['slope']:g}" if r["schedule"] == "linear" else ""
+    replacing = (f"{r['schedule']} from p_0 {r['p_0']:g}{slope}" if _replaced(config)
+                 else "none (the student alone, p = 1)")
+    temperature = f" (temperature {loss['temperature']:g})" if loss["prediction"] else ""
+    return (f"Loss: {terms}{temperature}; replacing: {replacing}; "
+            f"pruning: {config['prune']['criterion']}, {config['prune']['scope']}.")
+
+
+def run_report(final: dict, records: list[dict], config: dict) -> str:
+    """report.md of a pruning run: teacher vs student, sparsity, the train/dev gap, the plots."""
     m = final["main_metric"]
     env = final["environment"]
     names = sorted(k for k in final["dev"] if not k.startswith("loss"))
-    lines = [f"# SPD on {final['task']}: target sparsity {final['target_sparsity']}", "",
+    lines = [f"# {method_name(config)} on {final['task']}: target sparsity "
+             f"{final['target_sparsity']}", "", method_line(config), "",
              f"Teacher `{final['teacher']}`; {final['steps']} steps "
              f"(stages end at steps {', '.join(map(str, stage_ends(final)))}), seed "
              f"{final['seed']}, {final['wall_time_s'] / 60:.1f} min on {devices(env)}; "
@@ -215,7 +248,7 @@ def run_report(final: dict, records: list[dict]) -> str:
              "|---" * (len(names) + 2) + "|",
              "| teacher (dense) | " + " | ".join(f"{final['teacher_dev'][n]:.4f}" for n in names)
              + " | 0 |",
-             "| SPD student | " + " | ".join(f"{final['dev'][n]:.4f}" for n in names)
+             "| student | " + " | ".join(f"{final['dev'][n]:.4f}" for n in names)
              + f" | {final['sparsity']:.4f} |", "",
              f"Sparsity is over the prunable set (the six linear maps of every encoder layer); "
              f"per matrix in `sparsity.json` and below. Best dev {m} during training: "
@@ -245,7 +278,7 @@ def write_run_report(run_dir: Path) -> Path:
     if "teacher_dev" not in final:
         raise SpdError(f"{str(run_dir)!r} is not an SPD run (no teacher_dev in final.json); "
                        f"allowed: a run folder written by spd prune or spd run")
-    for name in (rundir.METRICS, "sparsity.json"):
+    for name in (rundir.METRICS, "sparsity.json", rundir.CONFIG):
         if not (run_dir / name).is_file():
             raise SpdError(f"{str(run_dir)!r} lacks {name}, which report.md is made from; "
                            f"allowed: a complete run folder written by spd prune or spd run")
@@ -253,5 +286,5 @@ def write_run_report(run_dir: Path) -> Path:
     per_matrix = rundir.read_json(run_dir / "sparsity.json")["per_matrix"]
     write_plots(run_dir, final, records, per_matrix)
     path = run_dir / REPORT
-    rundir.write_text(path, run_report(final, records))
+    rundir.write_text(path, run_report(final, records, rundir.read_json(run_dir / rundir.CONFIG)))
     return path

@@ -21,7 +21,7 @@ from spd.data import to_device
 from spd.device import autocast, describe, process_wide_speed_settings
 from spd.errors import SpdError
 from spd.evaluation import evaluate, evaluate_dev
-from spd.report import write_run_report
+from spd.report import method_name, write_run_report
 from spd.grafting import (draw_layers, export_student, make_student, set_layers,
                           drop_student_dropout, set_trainable_head, set_trainable_rest, slots,
                           student_layers)
@@ -33,6 +33,7 @@ from spd.lock import OutputLock
 from spd.loop import (compiled, finish, keep_best, load_inputs, make_optimizer, open_run,
                       run_steps, run_summary, seed_everything, start_or_resume, train_loader)
 from spd.models import check_pattern_fits, recorded_config
+from spd.overrides import to_dict
 from spd.probe import probe
 from spd.tensorboard_log import Scalars
 
@@ -266,9 +267,9 @@ def _train_spd(cfg, out_dir, data_dir, device, overwrite, command, resume_run, w
                                    teacher_precision(cfg.teacher))
     else:
         teacher_dev = {task.main_metric: math.nan}
-    log.info("SPD on %s: teacher dev %s %.4f; %d steps (stages end at %s), device %s%s",
-             task.name, task.main_metric, teacher_dev[task.main_metric], plan.total,
-             plan.stage_ends, describe(device),
+    log.info("%s on %s: teacher dev %s %.4f; %d steps (stages end at %s), device %s%s",
+             method_name(to_dict(cfg)), task.name, task.main_metric,
+             teacher_dev[task.main_metric], plan.total, plan.stage_ends, describe(device),
              f"; resuming at step {progress.step}" if progress.step else "")
     student.model.train()
     eval_every = cfg.eval_every or plan.steps_per_epoch

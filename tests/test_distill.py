@@ -196,6 +196,7 @@ def test_unknown_preset_is_refused_by_every_command(tiny_model_dir, small_glue, 
 def test_report_md_states_teacher_student_gap_and_plots(pruned):
     final = json.loads((pruned / "final.json").read_text())
     report = (pruned / "report.md").read_text()
+    assert report.startswith(f"# SPD on {final['task']}: target sparsity")
     m = final["main_metric"]
     assert f"{final['teacher_dev'][m]:.4f}" in report and f"{final['dev'][m]:.4f}" in report
     assert f"{final['sparsity']:.4f}" in report
@@ -206,6 +207,31 @@ def test_report_md_states_teacher_student_gap_and_plots(pruned):
     for png in ("curves.png", "schedules.png", "losses.png", "layer_sparsity.png"):
         assert f"]({png})" in report
         assert (pruned / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+_NO_REPLACING = ["replace.schedule=constant", "replace.p_0=1"]
+_NO_DISTILLATION = ["loss.hidden=0", "loss.attention=0", "loss.prediction=0", "loss.hard=1",
+                    "augment.rate=0"]
+
+
+@pytest.mark.parametrize("overrides, name, says", [
+    ([], "SPD", ["hidden 1 + attention 1 + prediction 1", "three_stage from p_0 0.5"]),
+    (_NO_REPLACING, "Magnitude pruning with distillation",
+     ["hidden 1 + attention 1 + prediction 1", "none (the student alone, p = 1)"]),
+    ([*_NO_REPLACING, *_NO_DISTILLATION], "Magnitude pruning without distillation",
+     ["hard 1", "none (the student alone, p = 1)"]),
+    ([*_NO_REPLACING, "prune.criterion=movement", "loss.hidden=0", "loss.attention=0"],
+     "Movement pruning with distillation", ["prediction 1", "none (the student alone"]),
+    (["prune.criterion=movement"], "SPD (movement criterion)", ["three_stage from p_0 0.5"]),
+])
+def test_a_run_is_named_by_what_its_config_ran_not_always_spd(overrides, name, says):
+    # A GMP cell's report.md (no teacher in its loss, no replacing) used to open "SPD on ...".
+    from spd.overrides import to_dict
+    from spd.report import method_line, method_name
+    cfg = to_dict(spd_config("mrpc", "t", DEFAULT_PRESET, overrides))
+    assert method_name(cfg) == name
+    line = method_line(cfg)
+    assert all(s in line for s in says), line
 
 
 def test_module_errors_and_the_d_bound_are_logged_at_every_evaluation(pruned):
