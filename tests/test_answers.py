@@ -57,3 +57,21 @@ def test_the_gap_claims_read_smaller_as_better_for_spd():
     got = {f["question"].text: f["verdict"] for f in answers.answer(qs, rows_of)}
     assert got == {"without distillation the train - dev gap grows from 0.5 to 0.9": "yes",
                    "SPD's train - dev gap at 0.9 is smaller than GMP's": "yes"}
+
+
+def test_a_comparison_asked_twice_on_the_same_runs_is_one_member_of_the_holm_family():
+    # "SPD beats GMP at 0.9" (components) and "SPD's dev metric at 0.9 is better than GMP's"
+    # (overfitting) read the same shared cells: one test, which must not double Holm's family.
+    spd, gmp = {0: 0.84, 1: 0.85, 2: 0.86}, {0: 0.77, 1: 0.76, 2: 0.79}
+    rows_of = {("components", "mrpc", "dev", "SPD"): spd, ("components", "mrpc", "dev", GMP): gmp,
+               ("overfitting", "mrpc", "dev", "SPD s0.9"): spd,
+               ("overfitting", "mrpc", "dev", "GMP s0.9"): gmp,
+               ("components", "mrpc", "dev", "no progressive replacing (p = 1)"):
+                   {0: 0.85, 1: 0.84, 2: 0.87}}
+    found = answers.answer(answers.questions(["mrpc"]), rows_of)
+    by = {(f["question"].grid, f["question"].other): f for f in found}
+    twice = by[("components", GMP)], by[("overfitting", "GMP s0.9")]
+    other = by[("components", "no progressive replacing (p = 1)")]
+    assert twice[0]["p"] == twice[1]["p"] < other["p"]
+    assert twice[0]["p_holm"] == twice[1]["p_holm"] == pytest.approx(2 * twice[0]["p"])
+    assert other["p_holm"] == pytest.approx(max(other["p"], 2 * twice[0]["p"]))
