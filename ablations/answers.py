@@ -2,7 +2,8 @@
 
 Each question compares two rows of one grid on one task, paired by seed: the mean paired
 difference, the two-sided paired t-test, its Holm correction across every question asked (the
-family is the claims' distinct comparisons: one asked twice on the same runs counts once), and the smallest difference the seeds could detect at 80% power.
+family is the claims' distinct comparisons: one asked twice on the same runs counts once), and
+the smallest difference the seeds could detect at 80% power.
 "yes": the difference goes the way the claim says and the Holm-corrected p is below 0.05; "no":
 it goes the other way, as significantly; "unclear": neither, and the detectable difference says
 what the seeds could have seen; "not run yet": no seed has both rows.

@@ -199,7 +199,8 @@ def render(cells, finals, results: Path, tables: Path = Path("ablations/tables")
         "### The paper's claims, answered", "",
         "Each claim compares two rows on one task, paired by seed. **yes**: the difference "
         "goes the claimed way with a Holm-corrected p below 0.05 (Holm across every distinct "
-        "comparison in this table: a claim asked twice on the same runs counts once); **no**: it goes the other way as significantly; **unclear**: neither, "
+        "comparison in this table: a claim asked twice on the same runs counts once); **no**: "
+        "it goes the other way as significantly; **unclear**: neither, "
         "and the detectable difference (80% power, two-sided 0.05, from the observed sd of "
         "the paired differences) says what the seeds could have seen. Gap: train subset - dev "
         "of the final student. `ablations/answers.py` states the claims.", "",

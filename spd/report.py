@@ -211,11 +211,11 @@ def method_name(config: dict) -> str:
     teacher is distilled from and student layers are grafted into it, else the criterion's
     pruning with or without distillation (GMP is magnitude pruning without distillation)."""
     distilled = any(config["loss"][t] for t in DISTILLATION_TERMS)
-    criterion = config["prune"]["criterion"]
-    if distilled and _replaced(config):
+    replaced, criterion = _replaced(config), config["prune"]["criterion"]
+    if distilled and replaced:
         return "SPD" if criterion == "magnitude" else f"SPD ({criterion} criterion)"
     return (f"{criterion.capitalize()} pruning {'with' if distilled else 'without'} distillation"
-            f"{', with replacing' if _replaced(config) else ''}")
+            f"{', with replacing' if replaced else ''}")
 
 
 def method_line(config: dict) -> str:
