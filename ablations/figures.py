@@ -111,10 +111,10 @@ def overfitting_figure(cells: list[Cell], rows, finals: dict, out: Path,
     tasks = sorted({c.task for c in cells})
     # One colour per row label and per series in every panel, whichever rows have results.
     labels = list(dict.fromkeys(c.label for c in cells))
-    methods = list(dict.fromkeys(series(c) for c in cells))
+    curves = list(dict.fromkeys(series(c) for c in cells))
     label_colour = dict(zip(labels, sns.color_palette(n_colors=len(labels))))
-    method_colour = {m: label_colour[next(c.label for c in cells if series(c) == m)]
-                     for m in methods}
+    curve_colour = {s: label_colour[next(c.label for c in cells if series(c) == s)]
+                    for s in curves}
     fig, axes = plt.subplots(len(tasks), 2, figsize=(12, 3.8 * len(tasks)), squeeze=False,
                              layout="constrained")
     for (ax_curve, ax_gap), task in zip(axes, tasks):
@@ -138,7 +138,7 @@ def overfitting_figure(cells: list[Cell], rows, finals: dict, out: Path,
                 for r in rows if r.task == task and r.quantity == "gap" and r.n]
         if gaps:
             sns.lineplot(pd.DataFrame(gaps), x="sparsity", y="gap", hue="method", marker="o",
-                         hue_order=methods, palette=method_colour, ax=ax_gap)
+                         hue_order=curves, palette=curve_colour, ax=ax_gap)
         ax_gap.set(title=f"{task}: final train - dev gap (dense at sparsity 0)",
                    xlim=(-0.05, 1.0))
     paths = _save(fig, out, name)
