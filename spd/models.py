@@ -94,6 +94,20 @@ def recorded_config(name: str) -> dict | None:
     return None
 
 
+def recorded_device(name: str) -> str | None:
+    """The device a run folder (or the run a model/ folder belongs to) ran on, as its final.json
+    names it (`spd.device.describe`); None where there is no such record."""
+    for folder in (Path(name), Path(name).parent):
+        try:
+            final = json.loads((folder / "final.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        device = final.get("environment", {}).get("device") if isinstance(final, dict) else None
+        if isinstance(device, str):
+            return device
+    return None
+
+
 def head_mismatch(name: str, task: Task) -> str | None:
     """What about `name`'s saved classification head does not fit `task`, or None: another
     label count or problem type, or an spd run folder that records another task. A model saved

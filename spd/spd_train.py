@@ -32,7 +32,7 @@ from spd.tasks import get_task
 from spd.lock import OutputLock
 from spd.loop import (compiled, finish, keep_best, load_inputs, make_optimizer, open_run,
                       run_steps, run_summary, seed_everything, start_or_resume, train_loader)
-from spd.models import check_pattern_fits, recorded_config
+from spd.models import check_pattern_fits, recorded_config, recorded_device
 from spd.overrides import to_dict
 from spd.probe import probe
 from spd.tensorboard_log import Scalars
@@ -49,9 +49,17 @@ def teacher_path(name: str) -> str:
 
 
 def teacher_precision(name: str) -> str:
-    """The precision a teacher run folder was fine-tuned in (its recorded config); `auto` for a
-    model folder or hub id, and for runs from before the field."""
-    return (recorded_config(name) or {}).get("precision", "auto")
+    """The precision a teacher run folder was fine-tuned and evaluated in, on any device: its
+    dev metrics are its identity (`records.same_teacher`), and bf16 on a GPU would change a
+    CPU-made teacher's. `auto` (or no field: runs from before it) means fp32 where it ran on the
+    CPU and bf16 on CUDA; a model folder or hub id, or a run with no final.json, gets `auto`."""
+    precision = (recorded_config(name) or {}).get("precision", "auto")
+    if precision != "auto":
+        return precision
+    ran_on = recorded_device(name)
+    if ran_on is None:
+        return "auto"
+    return "fp32" if ran_on.startswith("cpu") else "bf16"
 
 
 @dataclass

@@ -555,3 +555,30 @@ def test_a_checkpoint_from_before_a_new_config_field_resumes(pruned, small_glue,
     assert main([*args, "--resume"]) == 0
     assert without_times(read_metrics(killed)) == without_times(read_metrics(pruned))
     assert_same_weights(killed, pruned)
+
+
+@pytest.mark.parametrize("recorded, device, expected", [
+    (None, "cpu (2 threads)", "fp32"),  # fine-tuned before the field: auto on the CPU
+    ("auto", "cpu (2 threads)", "fp32"),
+    ("auto", "NVIDIA H200", "bf16"),  # auto on CUDA is bf16 autocast
+    ("fp32", "NVIDIA H200", "fp32"),
+    ("bf16", "cpu (2 threads)", "bf16"),
+])
+def test_a_teacher_is_evaluated_in_the_precision_it_was_fine_tuned_in_on_any_device(
+        tiny_teacher, tmp_path, recorded, device, expected):
+    # Its dev metrics are its identity (`records.same_teacher`): a CPU-made teacher evaluated
+    # in bf16 on a GPU would look like another teacher.
+    import shutil
+
+    teacher = tmp_path / "teacher"
+    shutil.copytree(tiny_teacher, teacher)
+    config, final = (json.loads((teacher / f).read_text()) for f in ("config.json", "final.json"))
+    config.pop("precision", None)
+    if recorded is not None:
+        config["precision"] = recorded
+    final["environment"]["device"] = device
+    (teacher / "config.json").write_text(json.dumps(config))
+    (teacher / "final.json").write_text(json.dumps(final))
+    assert spd_train.teacher_precision(str(teacher)) == expected
+    assert spd_train.teacher_precision(str(teacher / "model")) == expected
+    assert spd_train.teacher_precision(str(tmp_path / "plain-model-folder")) == "auto"
