@@ -90,16 +90,23 @@ method("spd", [])
 method("no_replacing", PURE_STUDENT)
 # Gradual magnitude pruning during fine-tuning: the same schedule, the student alone, labels only.
 method("gmp", [*PURE_STUDENT, *HARD_LABELS_ONLY])
-# GMP at learning rates of its own (the `gmp_lr` grid): cpu3's 1e-3 was chosen for SPD.
-GMP_LRS = ("3e-4", "1e-4")
-# The lr the `gmp_lr` grid chose, by profile (STS-B dev at 0.9, seed 0; ablations/LOG.md): the
-# other grids' GMP rows run at it; a profile without one runs GMP at its own lr.
+# GMP and movement at learning rates of their own (the `gmp_lr` and `movement_lr` grids): cpu3's
+# 1e-3 was chosen for SPD, and at it both end at the constant prediction for most of the run.
+GMP_LRS = MOVEMENT_LRS = ("3e-4", "1e-4")
+# The lr each grid chose, by profile (STS-B dev at 0.9, seed 0; ablations/LOG.md): the other
+# grids' rows of that method run at it; a profile without one runs the method at its own lr.
 GMP_LR = {"cpu3": "3e-4"}
+MOVEMENT_LR: dict[str, str] = {}
+
+
+def _at(method_key: str, lr: str) -> str:
+    """The method key of `method_key` (gmp, movement) at learning rate `lr`."""
+    return f"{method_key}_lr{lr}"
 
 
 def _gmp_at(lr: str) -> str:
     """The method key of GMP at learning rate `lr` (one of GMP_LRS)."""
-    return f"gmp_lr{lr}"
+    return _at("gmp", lr)
 
 
 def _gmp(profile: str) -> str:
@@ -107,13 +114,20 @@ def _gmp(profile: str) -> str:
     return _gmp_at(GMP_LR[profile]) if profile in GMP_LR else "gmp"
 
 
+def _movement(profile: str) -> str:
+    """The method of the components grid's movement row under `profile`."""
+    return _at("movement", MOVEMENT_LR[profile]) if profile in MOVEMENT_LR else "movement"
+
+
 for _lr in GMP_LRS:
     method(_gmp_at(_lr), [*PURE_STUDENT, *HARD_LABELS_ONLY, f"optim.lr={_lr}"])
 method("logits_only", ["loss.hidden=0", "loss.attention=0"])
 # Movement pruning with logit distillation (Sanh et al. 2020), the paper's main competitor:
 # the student alone, top-k of the accumulated -W * dL/dW per matrix on the same schedule.
-method("movement", [*PURE_STUDENT, "loss.hidden=0", "loss.attention=0",
-                    "prune.criterion=movement"])
+MOVEMENT = [*PURE_STUDENT, "loss.hidden=0", "loss.attention=0", "prune.criterion=movement"]
+method("movement", MOVEMENT)
+for _lr in MOVEMENT_LRS:
+    method(_at("movement", _lr), [*MOVEMENT, f"optim.lr={_lr}"])
 method("one_shot", ["prune.updates=0"])
 method("constant_p0.5", ["replace.schedule=constant", "replace.p_0=0.5"])
 method("constant_p0.8", ["replace.schedule=constant", "replace.p_0=0.8"])
@@ -226,7 +240,7 @@ def components(tasks, seeds, profile) -> list[Cell]:
             ("no progressive replacing (p = 1)", "no_replacing", 0.9, SPD_REFERENCE),
             ("no distillation (GMP, hard labels)", _gmp(profile), 0.9, SPD_REFERENCE),
             ("logits-only distillation", "logits_only", 0.9, SPD_REFERENCE),
-            ("movement + logit distillation", "movement", 0.9, SPD_REFERENCE),
+            ("movement + logit distillation", _movement(profile), 0.9, SPD_REFERENCE),
             ("one-shot pruning", "one_shot", 0.9, SPD_REFERENCE),
             ("official README schedule", "official_readme", 0.9, SPD_REFERENCE)]
     return _cells(rows, tasks, seeds, profile)
@@ -258,14 +272,25 @@ def profile_lr(profile: str) -> float:
     return spd_config("stsb", "", profile).optim.lr
 
 
+def _lr_rows(name: str, base: str, lrs, profile: str) -> list[tuple]:
+    """An lr grid's rows: `base` at the profile's lr (the reference), then at each of `lrs`."""
+    reference = f"{name} lr {profile_lr(profile):g} (the profile's)"
+    return [(reference, base, 0.9, None),
+            *[(f"{name} lr {float(lr):g}", _at(base, lr), 0.9, reference) for lr in lrs]]
+
+
 @ablation("gmp_lr", ["stsb"])
 def gmp_lr(tasks, seeds, profile) -> list[Cell]:
     """GMP's learning rate chosen on STS-B dev at 0.9 as the profile's was chosen for SPD: at
     cpu3's lr (1e-3) GMP sits at the constant prediction for most of the run."""
-    reference = f"GMP lr {profile_lr(profile):g} (the profile's)"
-    rows = [(reference, "gmp", 0.9, None),
-            *[(f"GMP lr {float(lr):g}", _gmp_at(lr), 0.9, reference) for lr in GMP_LRS]]
-    return _cells(rows, tasks, seeds, profile)
+    return _cells(_lr_rows("GMP", "gmp", GMP_LRS, profile), tasks, seeds, profile)
+
+
+@ablation("movement_lr", ["stsb"])
+def movement_lr(tasks, seeds, profile) -> list[Cell]:
+    """Movement's learning rate chosen on STS-B dev at 0.9 as GMP's was: at cpu3's lr (1e-3)
+    movement with the logit term alone ends at the constant prediction on MRPC and STS-B."""
+    return _cells(_lr_rows("movement", "movement", MOVEMENT_LRS, profile), tasks, seeds, profile)
 
 
 @ablation("criterion_scope", ["mrpc"])

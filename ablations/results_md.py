@@ -97,6 +97,7 @@ TEACHER_TASKS = ("mrpc", "stsb", "sst2", "rte", "cola")
 # (the same lines as `make results`).
 GRIDS = {"components": "components --seeds 5",
          "gmp_lr": "gmp_lr --seeds 3 --tasks stsb mrpc",
+         "movement_lr": "movement_lr --seeds 3 --tasks stsb mrpc",
          "sparsity": "sparsity --seeds 3", "overfitting": "overfitting --seeds 3"}
 EARLIER_GRIDS = {"components-cpu": "components --profile cpu --seeds 3 --tasks mrpc rte",
                  "sparsity-cpu": "sparsity --profile cpu --seeds 3 --tasks mrpc",

@@ -3,8 +3,9 @@
     python -m ablations.tables NAME [--tasks T ...] [--seeds N] [--profile cpu] [--results DIR]
                                     [--out DIR]
 
-For each task, method and quantity (the dev main metric; for `sparsity`, `overfitting` and `gmp_lr`
-also the train-subset metric and the train - dev gap, all of the final student): the mean and
+For each task, method and quantity (the dev main metric; for `sparsity`, `overfitting` and the lr
+grids `gmp_lr` and `movement_lr` also the train-subset metric and the train - dev gap, all of the
+final student): the mean and
 sample standard deviation over the finished seeds, n, a 95% Student-t confidence interval (mean +-
 t_{0.975, n-1} sd / sqrt(n)) and a two-sided paired t-test (scipy.stats.ttest_rel, paired by seed,
 over the seeds both rows have; empty below two of them or when the difference between the rows is
@@ -35,7 +36,8 @@ from spd.errors import SpdError, output_folder
 from spd.tasks import get_task
 
 TABLES, FIGURES = Path("ablations/tables"), Path("ablations/figures")
-QUANTITIES = {name: ("dev", "train", "gap") for name in ("sparsity", "overfitting", "gmp_lr")}
+QUANTITIES = {name: ("dev", "train", "gap") for name in ("sparsity", "overfitting", "gmp_lr",
+                                                         "movement_lr")}
 CLOSEST_TO_ZERO = {"gap"}  # the best train - dev gap is the smallest in size, not the most negative
 
 

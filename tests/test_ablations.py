@@ -49,18 +49,32 @@ def test_methods_mean_what_their_names_say():
     assert linear["p_0"] + linear["slope"] * graft_end == pytest.approx(1.0, abs=1e-5)
 
 
-def test_the_gmp_learning_rate_grid_changes_the_learning_rate_alone():
-    """GMP's lr is chosen on dev as SPD's was; each row is GMP with only optim.lr changed, and
-    the row at the profile's lr is the components grid's GMP cell itself (reused, not rerun)."""
-    cells = registry.ABLATIONS["gmp_lr"](["stsb"], [0], "cpu3")
-    gmp = to_dict(run.cell_config(cells[0], registry.RESULTS, None))
-    assert cells[0].method == "gmp" and gmp["optim"]["lr"] == 1e-3
+@pytest.mark.parametrize("grid, base", [("gmp_lr", "gmp"), ("movement_lr", "movement")])
+def test_an_lr_grid_changes_the_learning_rate_alone(grid, base):
+    """GMP's and movement's lr are chosen on dev as SPD's was; each row is the method with only
+    optim.lr changed, and the row at the profile's lr is the components grid's cell itself
+    (reused, not rerun)."""
+    cells = registry.ABLATIONS[grid](["stsb"], [0], "cpu3")
+    ref = to_dict(run.cell_config(cells[0], registry.RESULTS, None))
+    assert cells[0].method == base and ref["optim"]["lr"] == 1e-3
     lrs = []
     for c in cells[1:]:
         cfg = to_dict(run.cell_config(c, registry.RESULTS, None))
         lrs.append(cfg["optim"]["lr"])
-        assert cfg | {"optim": cfg["optim"] | {"lr": 1e-3}} == gmp  # nothing else differs
+        assert cfg | {"optim": cfg["optim"] | {"lr": 1e-3}} == ref  # nothing else differs
     assert sorted(lrs) == [1e-4, 3e-4]
+
+
+@pytest.mark.parametrize("profile", registry.PROFILES)
+def test_the_components_grid_runs_movement_at_the_lr_chosen_for_it_where_one_was(profile):
+    movement = registry.Cell("stsb", "movement", 0.9, 0, profile, "x")
+    want = to_dict(run.cell_config(movement, registry.RESULTS, None))
+    if profile in registry.MOVEMENT_LR:
+        want["optim"]["lr"] = float(registry.MOVEMENT_LR[profile])
+    cells = [c for c in registry.ABLATIONS["components"](["stsb"], [0], profile)
+             if c.label.startswith("movement")]
+    assert len(cells) == 1
+    assert to_dict(run.cell_config(cells[0], registry.RESULTS, None)) == want
 
 
 @pytest.mark.parametrize("profile", registry.PROFILES)
@@ -524,7 +538,8 @@ def test_make_ablations_runs_the_issue_grids_and_remakes_the_committed_tables():
 
     runs, made = calls("ablations.run"), calls("ablations.tables")
     assert lines[-1].endswith("-m ablations.results_md")
-    assert [r[0] for r in made] == ["components", "gmp_lr", "sparsity", "overfitting"]
+    assert [r[0] for r in made] == ["components", "gmp_lr", "movement_lr", "sparsity",
+                                      "overfitting"]
     for argv in runs:
         assert cells(argv)  # valid options, a non-empty grid
     # each table is made once, over every cell the runs before it ran (the default profile,
