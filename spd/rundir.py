@@ -254,7 +254,9 @@ def git_commit() -> dict:
                                check=True, capture_output=True, text=True).stdout.strip() != ""
         return {"git_commit": commit, "git_dirty": dirty}
     except (OSError, subprocess.CalledProcessError):
-        return {"git_commit": None, "git_dirty": None}
+        # A copy of the tree without .git (as sent to a lent GPU machine): the commit it was
+        # copied from, where the copier names it; whether it was clean is not known here.
+        return {"git_commit": os.environ.get("SPD_GIT_COMMIT") or None, "git_dirty": None}
 
 
 def environment(device_text: str) -> dict:

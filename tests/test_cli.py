@@ -218,3 +218,20 @@ def test_a_saved_head_fits_only_its_own_task_shape(tiny_model_dir, tmp_path, sav
         tiny_model_dir, num_labels=saved_labels, problem_type=problem).save_pretrained(tmp_path)
     assert (head_mismatch(str(tmp_path), get_task(task)) is None) == fits
     assert head_mismatch(str(tiny_model_dir), get_task(task)) is None  # no saved head: fits
+
+
+@pytest.mark.parametrize("given", [None, "0123abc"])
+def test_a_copy_without_git_records_the_commit_its_copier_names_or_none(monkeypatch, given):
+    """A tree copied without .git (as to a lent GPU machine) has no commit of its own: the run
+    records SPD_GIT_COMMIT where the copier set it, else none, and never claims to be clean."""
+    from spd import rundir
+
+    def no_git(*args, **kwargs):
+        raise subprocess.CalledProcessError(128, args[0])
+
+    monkeypatch.setattr(rundir.subprocess, "run", no_git)
+    if given is None:
+        monkeypatch.delenv("SPD_GIT_COMMIT", raising=False)
+    else:
+        monkeypatch.setenv("SPD_GIT_COMMIT", given)
+    assert rundir.git_commit() == {"git_commit": given, "git_dirty": None}
