@@ -52,9 +52,10 @@ def _mean(xs: list[float]) -> float:
     return sum(xs) / len(xs)
 
 
-def answer(qs: list[Question], rows_of: dict) -> list[dict]:
-    """rows_of: {(grid, task, quantity, label): {seed: value}}. One answer per question: the
-    verdict and the figures it rests on, Holm-corrected across `qs`."""
+def answer(qs: list[Question], rows_of: dict, collapsed=frozenset()) -> list[dict]:
+    """rows_of: {(grid, task, quantity, label): {seed: value}}; collapsed: the (grid, task,
+    label) whose dev metric is at the constant prediction (the tables' †). One answer per
+    question: the verdict and the figures it rests on, Holm-corrected across `qs`."""
     found = []
     for q in qs:
         a = rows_of.get((q.grid, q.task, q.quantity, q.row), {})
@@ -64,7 +65,9 @@ def answer(qs: list[Question], rows_of: dict) -> list[dict]:
         found.append({"question": q, "n": len(seeds), "diff": diff, "p": stats.paired_p(a, b),
                       "detectable": stats.detectable_difference(stats.paired_sd(a, b),
                                                                 len(seeds)),
-                      "row": a, "other": b})
+                      "row": a, "other": b,
+                      "collapsed": {k for k in ("row", "other")
+                                    if (q.grid, q.task, getattr(q, k)) in collapsed}})
     # The family is the distinct comparisons: a claim asked twice on the same runs (SPD against
     # GMP at 0.9 in components and in overfitting, which share their cells) is one test.
     keys = [(f["question"].task, f["question"].quantity, tuple(sorted(f["row"].items())),
@@ -85,6 +88,10 @@ def _ci(values: dict) -> str:
     return f"{mean_ci(values)} (n {len(values)})" if values else "no run"
 
 
+def _mark(found: dict, which: str) -> str:
+    return " †" if which in found.get("collapsed", ()) else ""
+
+
 def _g(x: float | None, fmt: str) -> str:
     return "-" if x is None else format(x, fmt)
 
@@ -96,7 +103,8 @@ def to_markdown(found: list[dict]) -> list[str]:
     for f in found:
         q = f["question"]
         lines.append(f"| {q.task} | {q.text} ({q.quantity}; {q.grid}) | **{f['verdict']}** | "
-                     f"{q.row}: {_ci(f['row'])} | {q.other}: {_ci(f['other'])} | "
+                     f"{q.row}: {_ci(f['row'])}{_mark(f, 'row')} | "
+                     f"{q.other}: {_ci(f['other'])}{_mark(f, 'other')} | "
                      f"{_g(f['diff'], '+.4f')} (n {f['n']}) | {_g(f['p'], '.3g')} | "
                      f"{_g(f['p_holm'], '.3g')} | {_g(f['detectable'], '.4f')} |")
     return lines

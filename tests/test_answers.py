@@ -75,3 +75,18 @@ def test_a_comparison_asked_twice_on_the_same_runs_is_one_member_of_the_holm_fam
     assert twice[0]["p"] == twice[1]["p"] < other["p"]
     assert twice[0]["p_holm"] == twice[1]["p_holm"] == pytest.approx(2 * twice[0]["p"])
     assert other["p_holm"] == pytest.approx(max(other["p"], 2 * twice[0]["p"]))
+
+
+def test_a_row_at_the_constant_prediction_is_marked_where_a_claim_compares_with_it():
+    """A yes against a collapsed competitor says only that SPD beats a constant predictor: the
+    answer marks such a row † as the tables do."""
+    spd = {0: 0.84, 1: 0.85, 2: 0.86}
+    movement = "movement + logit distillation"
+    rows_of = {("components", "mrpc", "dev", "SPD"): spd,
+               ("components", "mrpc", "dev", movement): {s: 0.8122 for s in spd},
+               ("components", "mrpc", "dev", GMP): {s: v - 0.05 - 0.001 * s for s, v in spd.items()}}
+    qs = [q for q in answers.questions(["mrpc"]) if q.grid == "components"]
+    found = answers.answer(qs, rows_of, collapsed={("components", "mrpc", movement)})
+    lines = {f["question"].other: line for f, line in zip(found, answers.to_markdown(found)[2:])}
+    assert f"{movement}: 0.8122 [0.8122, 0.8122] (n 3) †" in lines[movement]
+    assert "†" not in lines[GMP]
