@@ -46,7 +46,7 @@ teachers: install
 # 2-core CPU; resumable: run it again to continue; cells identical to a committed run are reused),
 # then their tables and figures and RESULTS.md.
 ablations: install
-	$(PY) -m ablations.run components --seeds 5 --methods spd gmp_lr3e-4 no_replacing movement
+	$(PY) -m ablations.run components --seeds 5 --methods spd gmp_lr3e-4 no_replacing movement_lr3e-4
 	$(PY) -m ablations.run gmp_lr --seeds 1
 	$(PY) -m ablations.run movement_lr --seeds 1
 	$(PY) -m ablations.run components --seeds 3

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from ablations import answers
-from ablations.registry import GMP_LR, RESULTS, build_parser, grid, profile_lr
+from ablations.registry import GMP_LR, MOVEMENT_LR, RESULTS, build_parser, grid, profile_lr
 from ablations.tables import collect, load, mean_ci
 from spd import records, rundir
 from spd.presets import DEFAULT_PRESET
@@ -133,12 +133,15 @@ CLAIM_TASKS = ["mrpc", "stsb"]
 
 def claims(results: Path) -> list[str]:
     """The paper's claims answered from the default recipe's grids (`ablations.answers`)."""
-    rows_of = {}
+    rows_of, collapsed = {}, set()
     for options in GRIDS.values():
         args = build_parser().parse_args([*options.split(), "--results", str(results)])
         for r in load(args)[2]:
             rows_of[(args.name, r.task, r.quantity, r.label)] = r.values
-    return answers.to_markdown(answers.answer(answers.questions(CLAIM_TASKS), rows_of))
+            if r.at_baseline:
+                collapsed.add((args.name, r.task, r.label))
+    return answers.to_markdown(answers.answer(answers.questions(CLAIM_TASKS), rows_of,
+                                              collapsed))
 
 
 def grid_tables(tables: Path, grids: dict[str, str]) -> list[str]:
@@ -196,7 +199,10 @@ def render(cells, finals, results: Path, tables: Path = Path("ablations/tables")
         "reuses it) and remakes these tables. Empty rows are cells not run yet. Every GMP "
         f"row runs at the lr `gmp_lr` chose for GMP, {GMP_LR[DEFAULT_PRESET]} (SPD's: "
         f"{profile_lr(DEFAULT_PRESET):g}); GMP at SPD's lr is in the "
-        "`gmp_lr` table.", "",
+        "`gmp_lr` table. The movement row runs at "
+        f"{MOVEMENT_LR[DEFAULT_PRESET]}: at every lr of `movement_lr` movement ended at the "
+        "constant prediction, so dev could not choose and the tie went to GMP's lr "
+        "(`ablations/registry.py`).", "",
         "### The paper's claims, answered", "",
         "Each claim compares two rows on one task, paired by seed. **yes**: the difference "
         "goes the claimed way with a Holm-corrected p below 0.05 (Holm across every distinct "
@@ -204,7 +210,9 @@ def render(cells, finals, results: Path, tables: Path = Path("ablations/tables")
         "it goes the other way as significantly; **unclear**: neither, "
         "and the detectable difference (80% power, two-sided 0.05, from the observed sd of "
         "the paired differences) says what the seeds could have seen. Gap: train subset - dev "
-        "of the final student. `ablations/answers.py` states the claims.", "",
+        "of the final student. †: the row's dev metric is at or within noise of the constant "
+        "prediction (as in the tables): a yes against it says only that SPD beats a run that "
+        "predicts a constant. `ablations/answers.py` states the claims.", "",
         *claims(results), "",
         *grid_tables(tables, GRIDS),
         "## Ablation grids of the earlier `cpu` recipe (3 epochs; students at 0.8 and above end "
