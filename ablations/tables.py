@@ -13,7 +13,8 @@ the same on every seed, to rounding, where it is undefined) against the row's re
 unless the grid says otherwise), with its Holm-corrected p across the table's comparisons and the
 smallest difference the seeds could detect (`ablations.stats`); a mark (†) on dev metrics at or
 within noise of the constant prediction. The best mean per task and quantity is marked (higher is
-better for every GLUE metric; for the gap, the smallest). Unfinished cells are left out (n says how
+better for every GLUE metric; for the gap, the smallest). Each row names the device each of its
+seeds ran on (a lent GPU's cells sit beside the CPU's). Unfinished cells are left out (n says how
 many seeds made it); a row with no finished seed is left empty. The values come from the runs'
 records (`record.json`, spd.records) alone: a changed preset adds rows and never empties old ones.
 No time stamps: the same records give byte-identical files.
@@ -53,6 +54,7 @@ class Row:
     detectable: float | None = None  # the smallest paired difference the seeds could see
     p_holm: float | None = None  # p, Holm-corrected across the table's comparisons
     at_baseline: bool = False  # the dev metric at or within noise of the constant prediction
+    devices: str = ""  # which seeds ran on which device (`devices_text`)
 
     @property
     def n(self) -> int:
@@ -119,6 +121,31 @@ def collect(name: str, cells: list[Cell], results: Path) -> tuple[list[Cell], di
     return cells + found, finals
 
 
+def _seed_ranges(seeds: list[int]) -> str:
+    """[0, 1, 2, 4] -> "0-2, 4"."""
+    runs = []
+    for s in sorted(seeds):
+        if runs and s == runs[-1][1] + 1:
+            runs[-1][1] = s
+        else:
+            runs.append([s, s])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
+def devices_text(runs: dict) -> str:
+    """{seed: record} -> "NVIDIA H200: 3-4; cpu: 0-2": the device of each run's every segment
+    (a run resumed elsewhere counts under both), the CPU's thread count left out."""
+    seeds_on = {}
+    for seed, rec in runs.items():
+        env = rec.get("environment", {})
+        for segment in (env, *env.get("resumed", [])):
+            if "device" in segment:
+                device = segment["device"].split(" (")[0] if segment["device"].startswith(
+                    "cpu") else segment["device"]
+                seeds_on.setdefault(device, set()).add(seed)
+    return "; ".join(f"{d}: {_seed_ranges(list(s))}" for d, s in sorted(seeds_on.items()))
+
+
 def build_rows(cells: list[Cell], finals: dict, quantities=("dev",)) -> list[Row]:
     refs = {(c.task, c.label): c.reference for c in cells}
     keys = list(dict.fromkeys((c.task, c.label) for c in cells))  # grid order
@@ -136,7 +163,8 @@ def build_rows(cells: list[Cell], finals: dict, quantities=("dev",)) -> list[Row
             floor = constant_metric(finals, task, metric) if q == "dev" else None
             rows.append(Row(task, label, q, metric, mine, ref, paired.paired_p(mine, theirs),
                             paired.detectable_difference(paired.paired_sd(mine, theirs), pairs),
-                            at_baseline=paired.at_baseline(mine, floor)))
+                            at_baseline=paired.at_baseline(mine, floor),
+                            devices=devices_text(finals.get((task, label), {}))))
     holm = paired.holm([r.p_value for r in rows])
     rows = [replace(r, p_holm=h) for r, h in zip(rows, holm)]
     return sorted(rows, key=lambda r: (r.task, quantities.index(r.quantity)))
@@ -168,11 +196,11 @@ def cells_text(r: Row) -> list[str]:
     mean = _f(r.mean) + (" †" if r.at_baseline else "")
     return [r.task, r.label, r.quantity, r.metric, str(r.n), mean, _f(r.sd),
             "" if ci is None else f"[{ci[0]:.4f}, {ci[1]:.4f}]", r.reference or "",
-            _p(r.p_value), _p(r.p_holm), _f(r.detectable)]
+            _p(r.p_value), _p(r.p_holm), _f(r.detectable), r.devices]
 
 
 HEADER = ["task", "method", "quantity", "metric", "n", "mean", "sd", "95% CI", "vs",
-          "paired t-test p", "p (Holm)", "detectable difference"]
+          "paired t-test p", "p (Holm)", "detectable difference", "device: seeds"]
 
 
 def footer(argv: list[str], cells: list[Cell], finals: dict, results: Path) -> list[str]:
@@ -222,7 +250,7 @@ def _tex(s: str) -> str:
 def to_latex(rows: list[Row], foot: list[str]) -> str:
     marked = best(rows)
     lines = [r"% needs \usepackage{booktabs} (\toprule, \midrule, \bottomrule)",
-             r"\begin{tabular}{" + "l" * 4 + "r" * 3 + "lllll}", r"\toprule",
+             r"\begin{tabular}{" + "l" * 4 + "r" * 3 + "llllll}", r"\toprule",
              " & ".join(_tex(h) for h in HEADER) + r" \\", r"\midrule"]
     for i, r in enumerate(rows):
         cells = [_tex(c) for c in cells_text(r)]
@@ -239,14 +267,14 @@ def to_csv(rows: list[Row], foot: list[str]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow([*HEADER[:7], "ci_low", "ci_high", "vs", "p", "p_holm", "detectable", "best",
-                "at_baseline", "seeds"])
+                "at_baseline", "seeds", "devices"])
     marked = best(rows)
     for i, r in enumerate(rows):
         ci = r.ci or (None, None)
         w.writerow([r.task, r.label, r.quantity, r.metric, r.n, _f(r.mean, 6), _f(r.sd, 6),
                     _f(ci[0], 6), _f(ci[1], 6), r.reference or "", _p(r.p_value),
                     _p(r.p_holm), _f(r.detectable, 6), int(i in marked), int(r.at_baseline),
-                    " ".join(map(str, sorted(r.values)))])
+                    " ".join(map(str, sorted(r.values))), r.devices])
     return buf.getvalue()
 
 

@@ -605,3 +605,22 @@ def test_a_cell_whose_run_already_exists_under_another_name_is_reused_not_rerun(
     rec = json.loads((folder / "record.json").read_text())
     assert rec["rows"][0]["grid"] == "components" and rec["dev"]["f1"] == 0.84
     assert run.main(argv) == 0 and "seed 0: done" in capsys.readouterr().out
+
+
+def test_each_row_names_the_device_each_of_its_seeds_ran_on(tmp_path):
+    """Issue 23: cells run on a lent GPU sit beside CPU cells; each row says which seeds ran
+    where (a run resumed on another device counts under both)."""
+    fake_results(tmp_path, {"spd": SPD, "gmp": GMP})
+    cells = {c.seed: c for c in run.grid(run.parse(GRID)) if c.method == "spd"}
+    for seed, env in ((2, {"device": "NVIDIA H200"}),
+                      (1, {"resumed": [{"at_step": 3, "device": "NVIDIA H200"}]})):
+        final = rundir.read_json(cells[seed].path(tmp_path) / "final.json")
+        final["environment"].update(env)
+        rundir.write_json(cells[seed].path(tmp_path) / "final.json", final)
+        run.record(cells[seed], "components", tmp_path)
+    rows = table_rows(tmp_path)
+    assert rows["SPD"]["devices"] == "NVIDIA H200: 1-2; cpu: 0-1"
+    assert rows["no distillation (GMP, hard labels)"]["devices"] == "cpu: 0-2"
+    md = (tmp_path / "tables" / "components-smoke.md").read_text()
+    assert md.splitlines()[0].endswith("| device: seeds |")
+    assert "| NVIDIA H200: 1-2; cpu: 0-1 |" in md
