@@ -21,7 +21,9 @@ A finished cell gets its `record.json` (spd.records) with the row it fills in th
 and RESULTS.md read those records alone. A cell whose exact configuration (teacher included) a
 finished run of another cell folder holds (e.g. `spd` under cpu3 is the budget study's
 `budget-e10-rest-lr1e-3-aug`) is not trained again: its result files are copied, with
-`reused_from.json` naming the run.
+`reused_from.json` naming the run. A committed teacher whose weights are missing (they are
+never in git: a fresh clone) is fit again from its recorded config first, and used only if it
+is the same teacher (`refit_teacher`).
 """
 import argparse
 import fcntl
@@ -189,6 +191,43 @@ def run_claimed(folder: Path, config, args: list[str], data_dir: str | None,
         return run_job(folder, config, args, data_dir, resume)
 
 
+def refit_teacher(tdir: Path, data_dir: str | None) -> str:
+    """A committed teacher without its weights (never in git: a fresh clone): fit it again from
+    its recorded config into `<task>.refit` beside it, and move the refit's model/ in only if it
+    is the same teacher (its dev metrics equal the committed final.json's to float rounding);
+    the committed files stay as they are. "ran", "done" (another runner refit it meanwhile) or
+    "failed" (the refit failed, or is another teacher: it stays beside it, and cells distilled
+    from the committed teacher would be stale with it)."""
+    import shutil
+
+    from spd.config import FinetuneConfig
+    from spd.overrides import from_dict
+
+    refit = tdir.with_name(tdir.name + ".refit")
+    with claim(tdir, wait=True):
+        if (tdir / rundir.MODEL).is_dir():
+            return "done"
+        config = from_dict(rundir.read_json(tdir / rundir.CONFIG), FinetuneConfig)
+        command = list(rundir.read_json(tdir / rundir.FINAL).get("command") or ["spd"])[1:]
+        if "--output" in command:
+            command[command.index("--output") + 1] = str(refit)
+        if run_claimed(refit, config, command or ["finetune", "--output", str(refit)],
+                       data_dir) not in ("ran", "done"):
+            return "failed"
+        committed = rundir.read_json(tdir / rundir.FINAL).get("dev") or {}
+        found = rundir.read_json(refit / rundir.FINAL).get("dev") or {}
+        if not records.same_teacher(committed, found):
+            print(f"spd: error: {tdir}: the refit in {refit} is another teacher (dev "
+                  f"{records.short_metrics(found)} against the committed "
+                  f"{records.short_metrics(committed)}); its cells would be stale: compare "
+                  "the recipes, or move the committed teacher and its cells away",
+                  file=sys.stderr, flush=True)
+            return "failed"
+        os.replace(refit / rundir.MODEL, tdir / rundir.MODEL)
+        shutil.rmtree(refit)
+        return "ran"
+
+
 def parse(argv: list[str] | None):
     p = build_parser("python -m ablations.run", __doc__)
     p.add_argument("--records-only", action="store_true",
@@ -232,13 +271,21 @@ def main(argv: list[str] | None = None) -> int:
                   f"spd {' '.join(spd_args(cell, results, args.data_dir, args.model))}")
         print(summary(states))
         return 0
-    states = []
+    states, refits = [], {}
     try:
         for i, cell in enumerate(cells, 1):
             if cell.kind == "prune":
                 tdir = teacher_dir(cell.task, cell.profile, results)
                 targs = teacher_args(cell.task, cell.profile, results, args.data_dir, args.model)
                 tcfg = finetune_config(cell.task, args.model, cell.profile)
+                if (tdir / rundir.FINAL).is_file() and not (tdir / rundir.MODEL).is_dir():
+                    if tdir not in refits:  # once per teacher and runner
+                        refits[tdir] = refit_teacher(tdir, args.data_dir)
+                    print(f"[{i}/{len(cells)}] {cell.task}: teacher refit {refits[tdir]}",
+                          flush=True)
+                    if refits[tdir] == "failed":
+                        states.append("failed")
+                        continue
                 # An existing teacher is used whatever its recipe (rte's has its own lr).
                 if run_claimed(tdir, tcfg, targs, args.data_dir, match=False,
                                wait=True) == "failed":

@@ -51,12 +51,13 @@ def check_teacher(recorded_dev: dict, teacher: str, run_dir: Path, what: str) ->
         current = rundir.read_json(Path(teacher) / rundir.FINAL).get("dev") or {}
         raise SpdError(
             f"--teacher: {str(teacher)!r} now holds another teacher than the one {str(run_dir)!r} "
-            f"was distilled from (recorded dev {_short(recorded_dev)}, now {_short(current)}), so "
+            f"was distilled from (recorded dev {short_metrics(recorded_dev)}, now "
+            f"{short_metrics(current)}), so "
             f"its run cannot be {what}; allowed: the teacher it was made from, or --overwrite to "
             f"distil again")
 
 
-def _short(metrics: dict) -> str:
+def short_metrics(metrics: dict) -> str:
     return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
 
 

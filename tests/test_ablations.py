@@ -176,6 +176,43 @@ def test_a_cell_of_a_replaced_teacher_is_stale_not_done_nor_rerun(tiny_model_dir
     assert (out_dir / "components-smoke.md").read_text().count("| accuracy | 0 |") == 2
 
 
+def test_a_committed_teacher_without_its_weights_is_refit_from_its_recorded_recipe(
+        tiny_model_dir, small_glue, tmp_path, capsys):
+    """A fresh clone has the teachers' result files but not their weights (never in git): the
+    runner fits each again from its recorded config, keeps the committed final.json, and
+    takes the weights only if the refit is the same teacher (its dev metrics)."""
+    import shutil
+
+    args = runner_args(tiny_model_dir, small_glue, tmp_path)
+    assert run.main(args) == 0
+    teacher = registry.teacher_dir("rte", "smoke", tmp_path)
+    committed = (teacher / "final.json").read_text()
+    cells = run.grid(run.parse(args))
+    for cell in cells:
+        shutil.rmtree(cell.path(tmp_path))
+    shutil.rmtree(teacher / "model")
+    capsys.readouterr()
+    assert run.main(args) == 0
+    out = capsys.readouterr().out
+    assert "teacher refit" in out and "2 ran" in out
+    assert (teacher / "model").is_dir() and (teacher / "final.json").read_text() == committed
+    assert not teacher.with_name("rte.refit").exists()
+    # a refit that is another teacher is refused and kept beside it: nothing is overwritten
+    for cell in cells:
+        shutil.rmtree(cell.path(tmp_path))
+    shutil.rmtree(teacher / "model")
+    final = rundir.read_json(teacher / "final.json")
+    rundir.write_json(teacher / "final.json", {**final, "dev": {"accuracy": 0.123}})
+    capsys.readouterr()
+    assert run.main(args) == 1
+    got = capsys.readouterr()
+    assert "teacher refit failed" in got.out and not (teacher / "model").exists()
+    errors = [line for line in got.err.splitlines() if "is another teacher" in line]
+    assert len(errors) == 1 and str(teacher) in errors[0]
+    assert (teacher.with_name("rte.refit") / "model").is_dir()
+    assert rundir.read_json(teacher / "final.json")["dev"] == {"accuracy": 0.123}
+
+
 # The MRPC teacher refit from its recipe on an AVX2-only CPU (its first fit ran on another):
 # the same dev predictions, the loss equal to 6 significant digits, not to the last bit.
 FIRST_FIT = {"accuracy": 0.8161764705882353, "f1": 0.8686514886164624, "loss": 0.47402800824127944}
