@@ -1,0 +1,3 @@
+export SPD_DATA_DIR=/root/w/.gpu/glue HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+export HF_HOME=/tmp/hf PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false
+export SPD_GIT_COMMIT=$(cat /root/w/.gpu/bin/commit 2>/dev/null)
