@@ -107,23 +107,15 @@ def _at(method_key: str, lr: str) -> str:
     return f"{method_key}_lr{lr}"
 
 
-def _gmp_at(lr: str) -> str:
-    """The method key of GMP at learning rate `lr` (one of GMP_LRS)."""
-    return _at("gmp", lr)
-
-
-def _gmp(profile: str) -> str:
-    """The method of the grids' GMP rows under `profile`."""
-    return _gmp_at(GMP_LR[profile]) if profile in GMP_LR else "gmp"
-
-
-def _movement(profile: str) -> str:
-    """The method of the components grid's movement row under `profile`."""
-    return _at("movement", MOVEMENT_LR[profile]) if profile in MOVEMENT_LR else "movement"
+def _chosen(method_key: str, profile: str) -> str:
+    """The method of the grids' `method_key` rows (gmp, movement) under `profile`: at the lr
+    its lr grid chose, or at the profile's own where none was chosen."""
+    chosen = {"gmp": GMP_LR, "movement": MOVEMENT_LR}[method_key]
+    return _at(method_key, chosen[profile]) if profile in chosen else method_key
 
 
 for _lr in GMP_LRS:
-    method(_gmp_at(_lr), [*PURE_STUDENT, *HARD_LABELS_ONLY, f"optim.lr={_lr}"])
+    method(_at("gmp", _lr), [*PURE_STUDENT, *HARD_LABELS_ONLY, f"optim.lr={_lr}"])
 method("logits_only", ["loss.hidden=0", "loss.attention=0"])
 # Movement pruning with logit distillation (Sanh et al. 2020), the paper's main competitor:
 # the student alone, top-k of the accumulated -W * dL/dW per matrix on the same schedule.
@@ -241,9 +233,9 @@ def components(tasks, seeds, profile) -> list[Cell]:
     """Full SPD at 0.9 against SPD with one component taken away."""
     rows = [(SPD_REFERENCE, "spd", 0.9, None),
             ("no progressive replacing (p = 1)", "no_replacing", 0.9, SPD_REFERENCE),
-            ("no distillation (GMP, hard labels)", _gmp(profile), 0.9, SPD_REFERENCE),
+            ("no distillation (GMP, hard labels)", _chosen("gmp", profile), 0.9, SPD_REFERENCE),
             ("logits-only distillation", "logits_only", 0.9, SPD_REFERENCE),
-            ("movement + logit distillation", _movement(profile), 0.9, SPD_REFERENCE),
+            ("movement + logit distillation", _chosen("movement", profile), 0.9, SPD_REFERENCE),
             ("one-shot pruning", "one_shot", 0.9, SPD_REFERENCE),
             ("official README schedule", "official_readme", 0.9, SPD_REFERENCE)]
     return _cells(rows, tasks, seeds, profile)
@@ -266,7 +258,7 @@ def sparsity(tasks, seeds, profile) -> list[Cell]:
     """SPD and GMP at each target sparsity; GMP is compared with SPD at the same sparsity."""
     rows = [row for s in SPARSITIES
             for row in ((f"SPD s{s:g}", "spd", s, None),
-                        (f"GMP s{s:g}", _gmp(profile), s, f"SPD s{s:g}"))]
+                        (f"GMP s{s:g}", _chosen("gmp", profile), s, f"SPD s{s:g}"))]
     return _cells(rows, tasks, seeds, profile)
 
 
@@ -307,9 +299,10 @@ def criterion_scope(tasks, seeds, profile) -> list[Cell]:
 @ablation("overfitting", ["mrpc", "stsb"])
 def overfitting(tasks, seeds, profile) -> list[Cell]:
     """Dense fine-tuning, GMP and SPD at 0.5 and 0.9: train and dev at every evaluation."""
+    gmp = _chosen("gmp", profile)
     rows = [("dense fine-tuning", "dense", None, None),
             *[(f"{name} s{s:g}", m, s, "dense fine-tuning")
-              for s in (0.5, 0.9) for name, m in (("GMP", _gmp(profile)), ("SPD", "spd"))]]
+              for s in (0.5, 0.9) for name, m in (("GMP", gmp), ("SPD", "spd"))]]
     return _cells(rows, tasks, seeds, profile)
 
 
