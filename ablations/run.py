@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
                 tdir = teacher_dir(cell.task, cell.profile, results)
                 targs = teacher_args(cell.task, cell.profile, results, args.data_dir, args.model)
                 tcfg = finetune_config(cell.task, args.model, cell.profile)
-                if (tdir / rundir.FINAL).is_file() and not (tdir / rundir.MODEL).is_dir():
+                if rundir.state(tdir)[:2] == (True, True) and not (tdir / rundir.MODEL).is_dir():
                     if tdir not in refits:  # once per teacher and runner
                         refits[tdir] = refit_teacher(tdir, args.data_dir)
                     print(f"[{i}/{len(cells)}] {cell.task}: teacher refit {refits[tdir]}",
