@@ -81,31 +81,31 @@ def load_tokenizer(name: str):
         raise _load_error("a tokenizer for model", name, e) from None
 
 
+def _run_file(name: str, filename: str, wanted) -> dict | None:
+    """The JSON object `filename` of the run folder `name`, or of the run a model/ folder belongs
+    to, for which `wanted(obj)` holds; None where neither has one."""
+    for folder in (Path(name), Path(name).parent):
+        try:
+            obj = json.loads((folder / filename).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(obj, dict) and wanted(obj):
+            return obj
+    return None
+
+
 def recorded_config(name: str) -> dict | None:
     """The spd config.json of a run folder, or of the run a model/ folder belongs to; None for
     anything else (a Hugging Face model folder's own config.json is not a run's)."""
-    for folder in (Path(name), Path(name).parent):
-        try:
-            cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(cfg, dict) and "task" in cfg and "data" in cfg:
-            return cfg
-    return None
+    return _run_file(name, "config.json", lambda cfg: "task" in cfg and "data" in cfg)
 
 
 def recorded_device(name: str) -> str | None:
     """The device a run folder (or the run a model/ folder belongs to) ran on, as its final.json
     names it (`spd.device.describe`); None where there is no such record."""
-    for folder in (Path(name), Path(name).parent):
-        try:
-            final = json.loads((folder / "final.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        device = final.get("environment", {}).get("device") if isinstance(final, dict) else None
-        if isinstance(device, str):
-            return device
-    return None
+    final = _run_file(name, "final.json",
+                      lambda f: isinstance((f.get("environment") or {}).get("device"), str))
+    return None if final is None else final["environment"]["device"]
 
 
 def head_mismatch(name: str, task: Task) -> str | None:
