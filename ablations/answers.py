@@ -89,7 +89,7 @@ def _ci(values: dict) -> str:
 
 
 def _mark(found: dict, which: str) -> str:
-    return " †" if which in found.get("collapsed", ()) else ""
+    return " †" if which in found["collapsed"] else ""
 
 
 def _g(x: float | None, fmt: str) -> str:

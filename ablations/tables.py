@@ -132,13 +132,19 @@ def _seed_ranges(seeds: list[int]) -> str:
     return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
+def segments(rec: dict) -> tuple[dict, ...]:
+    """The environment of a run's first segment and of every resumed one (a run may resume
+    elsewhere)."""
+    env = rec.get("environment", {})
+    return (env, *env.get("resumed", []))
+
+
 def devices_text(runs: dict) -> str:
     """{seed: record} -> "NVIDIA H200: 3-4; cpu: 0-2": the device of each run's every segment
     (a run resumed elsewhere counts under both), the CPU's thread count left out."""
     seeds_on = {}
     for seed, rec in runs.items():
-        env = rec.get("environment", {})
-        for segment in (env, *env.get("resumed", [])):
+        for segment in segments(rec):
             if "device" in segment:
                 device = segment["device"].split(" (")[0] if segment["device"].startswith(
                     "cpu") else segment["device"]
@@ -204,9 +210,7 @@ HEADER = ["task", "method", "quantity", "metric", "n", "mean", "sd", "95% CI", "
 
 
 def footer(argv: list[str], cells: list[Cell], finals: dict, results: Path) -> list[str]:
-    # Each run's first segment and every resumed one (a run may resume elsewhere).
-    envs = [e for runs in finals.values() for f in runs.values()
-            for e in (f["environment"], *f["environment"].get("resumed", []))]
+    envs = [e for runs in finals.values() for f in runs.values() for e in segments(f)]
     commits = ", ".join(sorted({(e.get("git_commit") or "unknown")[:12] for e in envs}))
     devices = "; ".join(sorted({e["device"] for e in envs}))
     seeds = ", ".join(map(str, sorted({c.seed for c in cells})))
