@@ -3,7 +3,8 @@
 set -e
 cd "$(dirname "$0")/../.."
 src=${1:?files_at folder}
-cat "$src"/cells.tgz.* | tar tzf - | cut -d/ -f1-7 | sort -u > /tmp/landed.txt
-while read -r d; do [ -e "$d/final.json" ] && echo "exists already: $d"; done < /tmp/landed.txt
+landed=$(mktemp)
+cat "$src"/cells.tgz.* | tar tzf - | cut -d/ -f1-7 | sort -u > "$landed"
+while read -r d; do [ -e "$d/final.json" ] && echo "exists already: $d"; done < "$landed"
 cat "$src"/cells.tgz.* | tar xzf - --skip-old-files
-wc -l < /tmp/landed.txt
+wc -l < "$landed"

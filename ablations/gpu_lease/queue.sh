@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # One runner over the cells, in priority order: $1 = tasks order ("mrpc stsb" or "stsb mrpc").
 # Several run at once; each cell's lock spreads them over the cells.
-cd /root/w
+: "${LEASE:=${LEASE_DIR:-$HOME}}"; export LEASE  # where a lease works ($HOME: /root there)
+cd $LEASE/w
 id=$2
-log=/root/logs/runner$id.log
+log=$LEASE/logs/runner$id.log
 r() { python3 -m ablations.run "$@" >> $log 2>&1; echo "line done rc=$? $* $(date +%T)" >> $log; }
 for t in $1; do
   until [ -f ablations/results/teachers/$t/model/model.safetensors ]; do sleep 5; done
