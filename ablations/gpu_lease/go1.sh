@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Call 1: copy the tree to $LEASE/w, unpack the MRPC teacher, start $1 runners (setsid: they
 # outlive this call), show their first minute.
-: "${LEASE:=${LEASE_DIR:-$HOME}}"; export LEASE  # where a lease works ($HOME: /root there)
+: "${LEASE:=${LEASE_DIR:-$HOME}}"; export LEASE  # where a lease works (root's home there)
 K=${1:-7}; WATCH=${2:-75}
 mkdir -p "$LEASE" && touch "$LEASE/t0"
 rm -rf "$LEASE/w" "$LEASE/logs"; mkdir -p "$LEASE/w" "$LEASE/logs"

@@ -2,7 +2,7 @@
 # Call 2: unpack the STS-B teacher (into call 1's $LEASE/w, or a fresh copy on a fresh machine),
 # start $2 more runners, run until $1 seconds after this call began, then pack every cell that
 # finished during the lease (no weights) into $OUT.
-: "${LEASE:=${LEASE_DIR:-$HOME}}"; export LEASE  # where a lease works ($HOME: /root there)
+: "${LEASE:=${LEASE_DIR:-$HOME}}"; export LEASE  # where a lease works (root's home there)
 DEADLINE=$1; K=${2:-7}; start=$(date +%s)
 if [ ! -d $LEASE/w ]; then
   echo "fresh machine: STS-B only"; mkdir -p $LEASE/w $LEASE/logs; touch $LEASE/t0

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One runner over the cells, in priority order: $1 = tasks order ("mrpc stsb" or "stsb mrpc").
 # Several run at once; each cell's lock spreads them over the cells.
-: "${LEASE:=${LEASE_DIR:-$HOME}}"; export LEASE  # where a lease works ($HOME: /root there)
+: "${LEASE:=${LEASE_DIR:-$HOME}}"; export LEASE  # where a lease works (root's home there)
 cd $LEASE/w
 id=$2
 log=$LEASE/logs/runner$id.log
