@@ -210,7 +210,8 @@ def compressed_tensors_api():
         from compressed_tensors.config import SparsityCompressionConfig
     except ImportError:
         raise SpdError("spd export: the compressed-tensors package is not installed; allowed: "
-                       "pip install 'spd[compress]'") from None
+                       "pip install 'spd[compress]' and then pip install --no-deps "
+                       "'compressed-tensors>=0.12,<0.15'") from None
     return ModelCompressor, SparsityCompressionConfig
 
 
